@@ -1,0 +1,168 @@
+"""Checked rules: what `engine.sema` produces and `engine.match` compiles.
+
+Names are resolved to Python objects, every variable occurrence is classified as the one that
+binds it or a later one that must equal it, and each rule keeps its span for reports. Nothing
+here refers to text any more, except the spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .diagnostics import Span
+from .dump import format_target, format_value
+
+
+# --- argument patterns ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bind:
+    """First sight of `$name`: binds the argument."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Same:
+    """A later `$name`: the argument must be the bound value (the same node, an equal literal)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class BindRest:
+    """`*$name`: binds the remaining positional arguments as a tuple."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SameRest:
+    """A later `*$name`: the remaining positional arguments must equal the bound tuple."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Anything:
+    """`_`."""
+
+
+@dataclass(frozen=True)
+class AnyRest:
+    """`*_`."""
+
+
+@dataclass(frozen=True)
+class Equals:
+    """A literal or a `use`d constant."""
+
+    value: object
+
+
+ArgPattern = Union[Bind, Same, Anything, Equals]
+RestPattern = Union[BindRest, SameRest, AnyRest]
+
+
+@dataclass(frozen=True)
+class CallPattern:
+    """A call to `target` with these positional arguments (then maybe a rest) and keywords."""
+
+    target: object
+    args: tuple[ArgPattern, ...]
+    rest: RestPattern | None
+    kwargs: tuple[tuple[str, ArgPattern], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class RegionPattern:
+    """An opener call, the nodes after it, and the closer call that ends them.
+
+    `link` is the position of the closer's argument that names the opener node (as in
+    `exit_autocast($enter)`), or None when the closer does not name it and pairs by nesting.
+    """
+
+    binder: str | None
+    opener: CallPattern
+    closer: CallPattern
+    link: int | None
+
+
+# --- templates and actions -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Value:
+    """`$name` in a template: the bound value."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Splat:
+    """`*$name` in a template: the bound tuple, spread."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Const:
+    value: object
+
+
+TemplateArg = Union[Value, Splat, Const]
+
+
+@dataclass(frozen=True)
+class Outline:
+    """Move the region into a submodule and call it as `hop(*args, submodule, *inputs)`."""
+
+    hop: object
+    args: tuple[TemplateArg, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    span: Span
+    pattern: RegionPattern
+    action: Outline
+
+    @property
+    def where(self) -> str:
+        return f"{self.span.source.path}:{self.span.line}"
+
+
+# --- text ------------------------------------------------------------------------------------
+def describe_rule(rule: Rule) -> str:
+    """The checked rule as text, names resolved: what `engine check --verbose` prints."""
+    pattern = rule.pattern
+    binder = f"${pattern.binder} = " if pattern.binder else ""
+    action = rule.action
+    args = ", ".join(_describe_template(arg) for arg in action.args)
+    return (f"rule {rule.name}  # {rule.where}\n"
+            f"    match {binder}{_describe_call(pattern.opener)} ... {_describe_call(pattern.closer)}\n"
+            f"    outline with {format_target(action.hop)}({args})"
+            "  # then the submodule, then the region's inputs")
+
+
+def _describe_call(call: CallPattern) -> str:
+    parts = [_describe_arg(arg) for arg in call.args]
+    if call.rest is not None:
+        parts.append("*_" if isinstance(call.rest, AnyRest) else f"*${call.rest.name}")
+    parts += [f"{name}={_describe_arg(arg)}" for name, arg in call.kwargs]
+    return f"{format_target(call.target)}({', '.join(parts)})"
+
+
+def _describe_arg(arg: ArgPattern) -> str:
+    if isinstance(arg, Anything):
+        return "_"
+    if isinstance(arg, (Bind, Same)):
+        return f"${arg.name}"
+    return format_value(arg.value)
+
+
+def _describe_template(arg: TemplateArg) -> str:
+    if isinstance(arg, Const):
+        return format_value(arg.value)
+    return f"*${arg.name}" if isinstance(arg, Splat) else f"${arg.name}"

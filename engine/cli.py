@@ -1,0 +1,183 @@
+"""The command line: `engine apply`, `engine check`, `engine dump`.
+
+Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
+stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
+
+    engine apply RULES... FILE.py:NAME [-o OUT.pt2] [--diff]
+    engine check RULES... [--verbose]
+    engine dump FILE.py:NAME
+
+`FILE.py:NAME` names a callable in a Python file that returns `(module, args)`,
+`(module, args, kwargs)` or `(module, args, kwargs, dynamic_shapes)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+USAGE_ERROR = 2
+FAILURE = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    if options.command is None:
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    try:
+        return options.run(options)
+    except UsageError as error:
+        print(f"engine {options.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except Exception as error:  # RuleError, GraphError, failures of the user's model
+        if getattr(options, "traceback", False):
+            traceback.print_exc()
+        print(_describe_failure(error), file=sys.stderr)
+        return FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine", description="Apply .rw rewrite rules to PyTorch FX graphs.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    apply = commands.add_parser(
+        "apply", help="capture a model, apply rules, print the result",
+        usage="engine apply [-h] [-o OUT.pt2] [--diff] [--traceback] RULES... FILE.py:NAME",
+        description="Capture FILE.py:NAME with torch.export (HOP passes off), apply the rule "
+                    "files, print the canonical dump of the result and, on stderr, what each "
+                    "rule matched.")
+    apply.add_argument("paths", nargs="+", metavar="RULES... FILE.py:NAME",
+                       help="rule files, then the model")
+    apply.add_argument("-o", "--output", metavar="OUT.pt2", help="save the rewritten program")
+    apply.add_argument("--diff", action="store_true", help="print a unified before/after diff")
+    apply.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    apply.set_defaults(run=_apply)
+
+    check = commands.add_parser(
+        "check", help="check rule files and print their diagnostics",
+        description="Parse and check rule files; print every diagnostic; exit 1 on any error.")
+    check.add_argument("rules", nargs="+", metavar="RULES")
+    check.add_argument("-v", "--verbose", action="store_true", help="print the checked rules")
+    check.set_defaults(run=_check)
+
+    dump = commands.add_parser(
+        "dump", help="print the raw captured graph of a model",
+        description="Capture FILE.py:NAME with torch.export (HOP passes off) and print its "
+                    "canonical dump, markers included.")
+    dump.add_argument("model", metavar="FILE.py:NAME")
+    dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    dump.set_defaults(run=_dump)
+    return parser
+
+
+# --- commands --------------------------------------------------------------------------------
+def _apply(options) -> int:
+    import engine
+
+    *rule_paths, target = options.paths
+    if not rule_paths:
+        raise UsageError("expected rule files, then the model as FILE.py:NAME")
+    rules = engine.load_rules(*_existing(rule_paths))
+    program = _capture(target)
+    rewritten, report = rules.rewrite_program(program)
+    after = engine.dump(rewritten)
+    if options.diff:
+        before = engine.dump(program)
+        sys.stdout.writelines(difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True),
+            f"{target} (captured)", f"{target} (rewritten)"))
+    else:
+        sys.stdout.write(after)
+    print(report.render(rules.rules), file=sys.stderr)
+    if options.output:
+        import torch
+
+        torch.export.save(rewritten, options.output)
+        print(f"saved {options.output}", file=sys.stderr)
+    return 0
+
+
+def _check(options) -> int:
+    from engine.checked import describe_rule
+    from engine.diagnostics import render_all
+    from engine.load import check_rules
+
+    rules, diagnostics = check_rules(*_existing(options.rules))
+    if diagnostics:
+        print(render_all(diagnostics), file=sys.stderr)
+        return FAILURE
+    for rule in rules if options.verbose else ():
+        print(describe_rule(rule))
+    count = len(rules)
+    print(f"{', '.join(options.rules)}: {count} rule{'s' if count != 1 else ''}, no errors")
+    return 0
+
+
+def _dump(options) -> int:
+    import engine
+
+    sys.stdout.write(engine.dump(_capture(options.model)))
+    return 0
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _existing(paths: list[str]) -> list[str]:
+    for path in paths:
+        if not Path(path).is_file():
+            raise UsageError(f"no such rule file: {path}")
+    return paths
+
+
+def _capture(target: str):
+    import engine
+
+    module, args, kwargs, dynamic_shapes = load_model(target)
+    return engine.capture(module, args, kwargs, dynamic_shapes)
+
+
+def load_model(target: str):
+    """`FILE.py:NAME` -> (module, args, kwargs, dynamic_shapes), from what NAME() returns."""
+    file, sep, name = target.rpartition(":")
+    if not sep or not file.endswith(".py") or not name:
+        raise UsageError(f"expected FILE.py:NAME, got `{target}`")
+    path = Path(file)
+    if not path.is_file():
+        raise UsageError(f"no such model file: {file}")
+    spec = importlib.util.spec_from_file_location(f"_engine_model_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise UsageError(f"{file} has no callable `{name}`")
+    made = factory()
+    if not isinstance(made, tuple) or not 2 <= len(made) <= 4:
+        raise UsageError(f"`{name}()` must return (module, args[, kwargs[, dynamic_shapes]])")
+    module, args, kwargs, dynamic_shapes = (*made, None, None)[:4]
+    return module, tuple(args), kwargs, dynamic_shapes
+
+
+def _describe_failure(error: Exception) -> str:
+    from engine import GraphError, RuleError
+
+    if isinstance(error, (RuleError, GraphError)):
+        return str(error)
+    return f"error: {type(error).__name__}: {error}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Source spans and diagnostics.
+
+Input: a source text, and positions found by the parser or the checker.
+Output: `Diagnostic` values that render as `file:line:col: error: message`, followed by the
+offending source line and a caret under the span, plus optional notes pointing elsewhere
+("see the previous definition here"). `RuleError` carries every diagnostic of a load at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Source:
+    """A rule file's text and the name it is reported under."""
+
+    path: str
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range in a source, 1-based lines and columns, end exclusive."""
+
+    source: Source
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source.path}:{self.line}:{self.column}"
+
+    def __repr__(self) -> str:  # keeps AST reprs short
+        return f"Span({self.where})"
+
+
+@dataclass(frozen=True)
+class Note:
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span
+    message: str
+    notes: tuple[Note, ...] = field(default=())
+    severity: str = "error"
+
+    def render(self) -> str:
+        parts = [_render_one(self.span, self.severity, self.message)]
+        parts += [_render_one(note.span, "note", note.message) for note in self.notes]
+        return "\n".join(parts)
+
+
+def _render_one(span: Span, severity: str, message: str) -> str:
+    text = span.source.line(span.line)
+    # The caret covers the span on its first line; at least one character.
+    width = (span.end_column if span.end_line == span.line else len(text) + 1) - span.column
+    caret = " " * (span.column - 1) + "^" * max(1, width)
+    return f"{span.where}: {severity}: {message}\n    {text}\n    {caret}"
+
+
+def render_all(diagnostics: list[Diagnostic]) -> str:
+    ordered = sorted(diagnostics, key=lambda d: (d.span.source.path, d.span.line, d.span.column))
+    count = len(ordered)
+    summary = f"{count} error{'s' if count != 1 else ''}"
+    return "\n".join(d.render() for d in ordered) + f"\n{summary}"
+
+
+class RuleError(Exception):
+    """Raised by `load_rules` when rule files have errors; `str()` holds every diagnostic."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__(render_all(self.diagnostics))

@@ -1,0 +1,175 @@
+"""Applying a rule set to a GraphModule, its nested GraphModules, or an ExportedProgram.
+
+Input: checked rules and a module. Output: a new module (the input is never changed), the
+export signature with its outputs renamed to follow, and a report of what each rule did.
+
+Two phases. Planning reads every graph of the module tree (the top graph and every GraphModule
+reached through `get_attr`, such as `torch.cond` branches) into region trees and collects every
+problem; if there is any, `GraphError` is raised and nothing was built. Building then copies
+each graph that changes once, bottom-up, into a fresh graph, outlining regions on the way, and
+compiles each new module once. Unchanged modules are reused as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+from torch.export import ExportedProgram
+from torch.export.graph_signature import ExportGraphSignature
+
+from . import checked
+from .emit import GraphBuilder, fetch_attr
+from .graph_errors import GraphError, Problem, source_line
+from .outline import Outliner
+from .regions import BracketIndex, Item, Region, find_regions
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rewrite: the rule, the module it happened in, the node that opened the region."""
+
+    rule: str
+    module: str
+    node: str
+    source: str | None
+
+
+@dataclass
+class Report:
+    matches: list[Match] = field(default_factory=list)
+
+    def counts(self) -> Counter:
+        return Counter(match.rule for match in self.matches)
+
+    def render(self, rules: list[checked.Rule]) -> str:
+        counts = self.counts()
+        lines = []
+        for rule in rules:
+            lines.append(f"{rule.where}: rule `{rule.name}`: {counts[rule.name]} "
+                         f"match{'es' if counts[rule.name] != 1 else ''}")
+            for match in self.matches:
+                if match.rule == rule.name:
+                    where = f" in `{match.module}`" if match.module else ""
+                    origin = f" from {match.source}" if match.source else ""
+                    lines.append(f"    `{match.node}`{where}{origin}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Rewrite:
+    """What `RuleSet.rewrite` returns."""
+
+    module: torch.fx.GraphModule
+    signature: ExportGraphSignature | None
+    report: Report
+
+
+@dataclass
+class _Plan:
+    """One module of the tree: its region tree and the plans of the modules it holds."""
+
+    module: torch.fx.GraphModule
+    path: str
+    items: list[Item]
+    has_regions: bool
+    children: list["_Plan"]
+
+    @property
+    def changes(self) -> bool:
+        return self.has_regions or any(child.changes for child in self.children)
+
+
+class RuleSet:
+    """Checked rules, compiled; apply them with `apply`, `apply_program` or `rewrite`."""
+
+    def __init__(self, rules: list[checked.Rule]):
+        self.rules = list(rules)
+        self.index = BracketIndex(self.rules)
+
+    def __repr__(self) -> str:
+        return f"RuleSet({', '.join(rule.name for rule in self.rules)})"
+
+    # --- the API torch's passes have -----------------------------------------------------------
+    def apply(self, gm: torch.fx.GraphModule, graph_signature: ExportGraphSignature | None = None):
+        """`(gm, signature) -> (new_gm, new_signature)`, the contract of torch's HOP passes."""
+        result = self.rewrite(gm, graph_signature)
+        return result.module, result.signature
+
+    def apply_program(self, program: ExportedProgram) -> ExportedProgram:
+        """A new ExportedProgram with the rules applied; it passes torch's verifier and saves."""
+        return self.rewrite_program(program)[0]
+
+    def rewrite_program(self, program: ExportedProgram) -> tuple[ExportedProgram, Report]:
+        result = self.rewrite(program.graph_module, program.graph_signature)
+        if result.module is program.graph_module:
+            return program, result.report
+        with warnings.catch_warnings():
+            # Copying the module call graph trips a deprecation warning inside torch itself.
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            return program._update(result.module, result.signature), result.report
+
+    def rewrite(self, gm: torch.fx.GraphModule,
+                graph_signature: ExportGraphSignature | None = None) -> Rewrite:
+        problems: list[Problem] = []
+        plan = self._plan(gm, "", problems, {})
+        if problems:
+            raise GraphError(problems)
+        report = Report()
+        module = self._build(plan, report, {})
+        signature = graph_signature
+        if graph_signature is not None and module is not gm:
+            signature = _follow_outputs(graph_signature, gm, module)
+        return Rewrite(module, signature, report)
+
+    # --- planning ------------------------------------------------------------------------------
+    def _plan(self, module, path: str, problems: list[Problem], seen: dict[int, _Plan]) -> _Plan:
+        if id(module) in seen:
+            return seen[id(module)]
+        items, found = find_regions(module.graph.nodes, self.index)
+        problems.extend(dataclasses.replace(problem, module=path) for problem in found)
+        children: dict[int, _Plan] = {}
+        for node in module.graph.nodes:
+            if node.op == "get_attr":
+                value = fetch_attr(module, node.target)
+                if isinstance(value, torch.fx.GraphModule) and id(value) not in children:
+                    child_path = f"{path}.{node.target}" if path else node.target
+                    children[id(value)] = self._plan(value, child_path, problems, seen)
+        has_regions = any(isinstance(item, Region) for item in items)
+        plan = _Plan(module, path, items, has_regions, list(children.values()))
+        seen[id(module)] = plan
+        return plan
+
+    # --- building ------------------------------------------------------------------------------
+    def _build(self, plan: _Plan, report: Report, built: dict[int, torch.nn.Module]):
+        """The rewritten module of `plan`, children first; `built` maps old module ids to new."""
+        for child in plan.children:
+            if id(child.module) not in built:
+                built[id(child.module)] = self._build(child, report, built)
+        if not plan.changes:
+            return plan.module
+
+        def record(rule: checked.Rule, opener: torch.fx.Node) -> None:
+            report.matches.append(Match(rule.name, plan.path, opener.name, source_line(opener)))
+
+        builder = GraphBuilder(plan.module, built)
+        builder.graph._codegen = plan.module.graph._codegen
+        builder.emit(plan.items, Outliner(self.index.markers, record))
+        return builder.to_module(template=plan.module)
+
+
+def _follow_outputs(signature: ExportGraphSignature, old: torch.fx.GraphModule,
+                    new: torch.fx.GraphModule) -> ExportGraphSignature:
+    """A new signature whose output specs name the new graph's output nodes; inputs unchanged."""
+    old_outputs = old.graph.output_node().args[0]
+    new_outputs = new.graph.output_node().args[0]
+    specs = []
+    for spec, old_value, new_value in zip(signature.output_specs, old_outputs, new_outputs):
+        if isinstance(new_value, torch.fx.Node) and getattr(spec.arg, "name", None) != new_value.name:
+            spec = dataclasses.replace(spec, arg=dataclasses.replace(spec.arg, name=new_value.name))
+        specs.append(spec)
+    return ExportGraphSignature(input_specs=list(signature.input_specs), output_specs=specs)

@@ -1,0 +1,113 @@
+"""Copying the nodes of one graph level into a new graph.
+
+Input: the items of a region tree (plain nodes and regions) of an old graph. Output: a new
+`fx.Graph` holding copies of the plain nodes, the attributes its `get_attr` and `call_module`
+nodes need, and the map from old nodes to new ones. Regions are handed to a callback (the
+outline action), which builds them with a child builder for the submodule's graph.
+
+`get_attr` nodes are not copied where they stand: they are created where first used, once per
+graph, so a module attribute used only inside a region moves into that region's submodule and
+one no longer used anywhere disappears (what torch's `split_module` does too).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Callable
+
+import torch
+import torch.fx
+
+from .regions import Item, Region
+
+
+def fetch_attr(module: torch.nn.Module, target: str) -> object:
+    return operator.attrgetter(target)(module)
+
+
+class GraphBuilder:
+    def __init__(self, old_module: torch.fx.GraphModule, replaced: dict[int, torch.nn.Module],
+                 parent: "GraphBuilder | None" = None):
+        self.old_module = old_module
+        self.replaced = replaced  # id(old nested module) -> its rewritten version
+        self.graph = torch.fx.Graph()
+        self.env: dict[torch.fx.Node, torch.fx.Node] = {}
+        self.attrs: dict[str, object] = {}
+        # Inside an outlined submodule, `call_module a.b` becomes `call_module a_b`, as in torch.
+        self.flatten_module_calls = parent is not None
+        if parent is None:
+            nodes = old_module.graph.nodes
+            self.positions = {node: index for index, node in enumerate(nodes)}
+            # Attribute names the old graph uses; new submodules take other names.
+            self.taken_names = {name for node in nodes if node.op in ("get_attr", "call_module")
+                                for name in (node.target.split(".")[0], node.target.replace(".", "_"))}
+        else:
+            self.positions = parent.positions
+            self.taken_names = parent.taken_names
+
+    def child(self) -> "GraphBuilder":
+        """A builder for a submodule outlined from this graph level."""
+        return GraphBuilder(self.old_module, self.replaced, parent=self)
+
+    # --- values ------------------------------------------------------------------------------
+    def value(self, old: torch.fx.Node) -> torch.fx.Node:
+        new = self.env.get(old)
+        if new is None:
+            if old.op != "get_attr":
+                raise KeyError(f"internal error: `{old.name}` used before it was built")
+            new = self.graph.get_attr(old.target)
+            new.meta = copy.copy(old.meta)
+            self.attrs[old.target] = self._old_attr(old.target)
+            self.env[old] = new
+        return new
+
+    def copy(self, old: torch.fx.Node) -> torch.fx.Node:
+        new = self.graph.node_copy(old, self.value)
+        if old.op == "call_module":
+            target = old.target.replace(".", "_") if self.flatten_module_calls else old.target
+            new.target = target
+            self.attrs[target] = self._old_attr(old.target)
+        self.env[old] = new
+        return new
+
+    def _old_attr(self, target: str) -> object:
+        value = fetch_attr(self.old_module, target)
+        return self.replaced.get(id(value), value)
+
+    # --- items -------------------------------------------------------------------------------
+    def emit(self, items: list[Item], outline: Callable[["GraphBuilder", Region, int], None]) -> None:
+        """Copies items in order; each region goes to `outline` with torch's partition number.
+
+        The number follows torch's `sequential_split`: it grows at each region and at the first
+        node after one, so the submodule names match those torch gives.
+        """
+        partition = 0
+        after_region = False
+        for item in items:
+            if after_region or isinstance(item, Region):
+                partition += 1
+                after_region = False
+            if isinstance(item, Region):
+                outline(self, item, partition)
+                after_region = True
+            elif item.op != "get_attr":
+                self.copy(item)
+
+    # --- attributes --------------------------------------------------------------------------
+    def fresh_attr_name(self, wanted: str) -> str:
+        """`wanted` unless the old graph or this builder already uses it; then the next free one."""
+        base, _, number = wanted.rpartition("_")
+        index = int(number) if number.isdigit() else 0
+        name = wanted
+        while name in self.taken_names or name in self.attrs:
+            index += 1
+            name = f"{base}_{index}"
+        return name
+
+    def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
+        module = torch.fx.GraphModule(self.attrs, self.graph)
+        if template is not None:
+            module.meta = copy.copy(template.meta)
+            module.train(template.training)
+        return module

@@ -1,0 +1,90 @@
+"""Dotted names -> Python objects, through an allowlist of namespaces.
+
+Input: a dotted path from a `use` declaration. Output: the object it names, or an error message.
+A rule file never imports or runs arbitrary Python: a path must start at an allowed root, every
+module met on the way must itself live in an allowed namespace, and the object found is checked
+by what it is, not by how it was reached (`torch.os.system` is `posix.system`, and is refused).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import operator
+import types
+from dataclasses import dataclass
+
+import torch
+from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
+
+ROOTS = {"torch": torch, "operator": operator, "math": math}
+NAMESPACES = ("torch", "operator", "_operator", "math")
+CONSTANT_TYPES = (torch.dtype, torch.layout, torch.memory_format, torch.device, bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a name stands for: a callable (an op, a function) or a constant (a dtype, a number)."""
+
+    dotted: str
+    value: object
+    kind: str  # "op" | "hop" | "function" | "constant"
+
+
+class ResolveError(Exception):
+    """A name that does not resolve or is not allowed; the message is for the user."""
+
+
+def resolve(path: tuple[str, ...]) -> Resolved:
+    dotted = ".".join(path)
+    if path[0] not in ROOTS:
+        raise ResolveError(
+            f"`{path[0]}` is not an allowed namespace (allowed: {', '.join(sorted(ROOTS))})"
+        )
+    value: object = ROOTS[path[0]]
+    for depth, part in enumerate(path[1:], start=2):
+        value = _attribute(value, part, ".".join(path[: depth - 1]))
+        if isinstance(value, types.ModuleType) and not _allowed_module(value.__name__):
+            raise ResolveError(
+                f"`{'.'.join(path[:depth])}` is the module `{value.__name__}`, "
+                "outside the allowed namespaces"
+            )
+    return Resolved(dotted, value, _kind(dotted, value))
+
+
+def _attribute(value: object, part: str, where: str) -> object:
+    try:
+        return getattr(value, part)
+    except AttributeError:
+        pass
+    except Exception as error:  # an attribute that fails to load is reported, not raised
+        raise ResolveError(f"`{where}.{part}` could not be looked up: {error}") from None
+    if isinstance(value, types.ModuleType):
+        # A submodule that `import torch` did not load yet; only allowed modules get here.
+        try:
+            return importlib.import_module(f"{value.__name__}.{part}")
+        except ImportError:
+            pass
+    raise ResolveError(f"`{where}` has no `{part}`")
+
+
+def _kind(dotted: str, value: object) -> str:
+    if isinstance(value, HigherOrderOperator):
+        return "hop"
+    if isinstance(value, (OpOverload, OpOverloadPacket)):
+        return "op"
+    if isinstance(value, CONSTANT_TYPES):
+        return "constant"
+    if isinstance(value, types.ModuleType):
+        raise ResolveError(f"`{dotted}` is a module; name a callable or a constant in it")
+    if callable(value) and not isinstance(value, type):
+        home = getattr(value, "__module__", None) or ""
+        if _allowed_module(home):
+            return "function"
+        raise ResolveError(f"`{dotted}` is `{home}.{getattr(value, '__name__', '?')}`, "
+                         "outside the allowed namespaces")
+    raise ResolveError(f"`{dotted}` is a {type(value).__name__}, not a callable or a constant")
+
+
+def _allowed_module(name: str) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in NAMESPACES)

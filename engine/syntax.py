@@ -1,0 +1,213 @@
+"""Text -> parse tree -> AST.
+
+Input: a `Source` (path and text). Output: an `ast.RuleFile` and a list of syntax diagnostics.
+The grammar is `grammar/rw.lark`, shipped inside the package as `engine.grammar`. A file that
+does not parse is cut into its top-level items (`use ...`, `rule ...`) and each is parsed on its
+own, so every broken item of a file is reported, not just the first.
+"""
+
+from __future__ import annotations
+
+import ast as python_ast
+import re
+from functools import lru_cache
+from importlib import resources
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+
+from . import ast
+from .diagnostics import Diagnostic, Source, Span
+
+_ITEM_START = re.compile(r"^(use|rule)\b", re.MULTILINE)
+
+# How terminals read in "expected ..." messages.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "VAR": "a variable like `$x`",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "WILDCARD": "`_`",
+    "ELLIPSIS": "`...`",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files("engine.grammar").joinpath("rw.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def parse_source(source: Source) -> tuple[ast.RuleFile, list[Diagnostic]]:
+    """Parses a whole file; on syntax errors, returns what parsed and every error found."""
+    try:
+        tree = _parser().parse(source.text)
+    except lark.exceptions.UnexpectedInput:
+        return _parse_items_separately(source)
+    return _ToAst(source).transform(tree), []
+
+
+def _parse_items_separately(source: Source) -> tuple[ast.RuleFile, list[Diagnostic]]:
+    starts = [m.start() for m in _ITEM_START.finditer(source.text)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    uses, rules, diagnostics = [], [], []
+    for begin, end in zip(starts, starts[1:] + [len(source.text)]):
+        # Blank out everything outside the item so that positions stay those of the file.
+        chunk = re.sub(r"[^\n]", " ", source.text[:begin]) + source.text[begin:end]
+        try:
+            part = _ToAst(source).transform(_parser().parse(chunk))
+        except lark.exceptions.UnexpectedInput as error:
+            diagnostics.append(_syntax_diagnostic(source, chunk, error))
+            continue
+        uses += part.uses
+        rules += part.rules
+    return ast.RuleFile(source.path, tuple(uses), tuple(rules)), diagnostics
+
+
+def _syntax_diagnostic(source: Source, text: str, error: lark.exceptions.UnexpectedInput) -> Diagnostic:
+    """`text` is what was parsed: the whole file, or one item of it blanked around."""
+    line, column = max(error.line, 1), max(error.column, 1)
+    width = 1
+    if isinstance(error, lark.exceptions.UnexpectedToken):
+        token = error.token
+        if token.type == "$END":
+            message = "unexpected end of file"
+            line, column = _end_position(text)
+        else:
+            message = f"unexpected `{token}`"
+            width = max(1, len(str(token)))
+        message += _explain(error) or _expected(error.accepts or error.expected)
+    elif isinstance(error, lark.exceptions.UnexpectedCharacters):
+        message = f"unexpected character `{source.line(line)[column - 1:column]}`"
+        message += _expected(error.allowed)
+    else:  # UnexpectedEOF
+        line, column = _end_position(text)
+        message = "unexpected end of file" + _expected(getattr(error, "expected", ()))
+    return Diagnostic(Span(source, line, column, line, column + width), message)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.rstrip().splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
+    """Words for mistakes common enough to deserve them, told apart by what the parser wanted."""
+    wanted = set(error.accepts or error.expected)
+    if "ELLIPSIS" in wanted and error.token.type == "NAME":
+        return ": a region is written `opener(...) ... closer(...)`; the `...` is missing"
+    if wanted == {"OUTLINE"}:
+        return ": a rule needs an action after its pattern, such as `outline with hop(...)`"
+    if wanted == {"COLON"}:
+        return ": a rule's name is followed by `:`"
+    return None
+
+
+def _expected(terminals) -> str:
+    words = sorted({_terminal_word(name) for name in terminals or ()})
+    if not words:
+        return ""
+    return ", expected " + (words[0] if len(words) == 1 else "one of " + ", ".join(words))
+
+
+def _terminal_word(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return name
+    return f"`{pattern.value}`" if pattern.type == "str" else name
+
+
+def _span(source: Source, item) -> Span:
+    """Span of a Token or of a tree's meta."""
+    return Span(source, item.line, item.column, item.end_line, item.end_column)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Parse tree -> `ast` dataclasses. Each method is named after the grammar rule it builds."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def span(self, meta) -> Span:
+        return _span(self.source, meta)
+
+    def start(self, meta, items):
+        uses = tuple(item for item in items if isinstance(item, ast.Use))
+        rules = tuple(item for item in items if isinstance(item, ast.Rule))
+        return ast.RuleFile(self.source.path, uses, rules)
+
+    def use(self, meta, children):
+        path_parts, path_span = children[0]
+        if len(children) > 1:
+            alias, alias_span = str(children[1]), _span(self.source, children[1])
+        else:
+            alias, alias_span = path_parts[-1], path_span
+        return ast.Use(self.span(meta), path_parts, path_span, alias, alias_span)
+
+    def dotted(self, meta, names):
+        return tuple(str(name) for name in names), self.span(meta)
+
+    def rule(self, meta, children):
+        name, pattern, action = children
+        return ast.Rule(self.span(meta), str(name), _span(self.source, name), pattern, action)
+
+    def match(self, meta, children):
+        return children[0]
+
+    def region(self, meta, children):
+        binder = None
+        if isinstance(children[0], Token) and children[0].type == "VAR":
+            binder = ast.Var(_span(self.source, children[0]), children[0][1:])
+            children = children[1:]
+        opener, _ellipsis, closer = children
+        return ast.Region(self.span(meta), binder, opener, closer)
+
+    def outline(self, meta, children):
+        return ast.Outline(self.span(meta), children[0])
+
+    def call(self, meta, children):
+        callee, *args = children
+        args = tuple(arg for arg in args if arg is not None)
+        return ast.Call(self.span(meta), str(callee), _span(self.source, callee), args)
+
+    # --- arguments -------------------------------------------------------------------------
+    def var(self, meta, children):
+        return ast.Var(self.span(meta), children[0][1:])
+
+    def star_var(self, meta, children):
+        return ast.StarVar(self.span(meta), children[0][1:])
+
+    def wildcard(self, meta, children):
+        return ast.Wildcard(self.span(meta))
+
+    def star_wildcard(self, meta, children):
+        return ast.StarWildcard(self.span(meta))
+
+    def keyword(self, meta, children):
+        name, value = children
+        return ast.Keyword(self.span(meta), str(name), value)
+
+    def string(self, meta, children):
+        return ast.Literal(self.span(meta), python_ast.literal_eval(children[0]))
+
+    def number(self, meta, children):
+        return ast.Literal(self.span(meta), python_ast.literal_eval(children[0]))
+
+    def true(self, meta, children):
+        return ast.Literal(self.span(meta), True)
+
+    def false(self, meta, children):
+        return ast.Literal(self.span(meta), False)
+
+    def none(self, meta, children):
+        return ast.Literal(self.span(meta), None)
+
+    def constant(self, meta, children):
+        return ast.Constant(self.span(meta), str(children[0]))
