@@ -79,21 +79,24 @@ class BracketIndex:
             if kind is None:
                 kind = BracketKind(pattern.opener.target, pattern.closer.target, pattern.link)
                 self.by_opener[kind.opener] = kind
-                self.by_closer[kind.closer] = kind
+                self.by_closer.setdefault(kind.closer, kind)
             kind.rules.append(CompiledRule(rule, compile_call(pattern.opener),
                                            compile_call(pattern.closer)))
 
     def conflicts(self, rules: list[checked.Rule]) -> list[tuple[checked.Rule, str]]:
-        """Rules that open where another rule opens but close differently."""
+        """Rules whose brackets cannot share one stack with the others' (as rule, message)."""
         found = []
         for rule in rules:
-            kind = self.by_opener[rule.pattern.opener.target]
-            if (rule.pattern.closer.target, rule.pattern.link) != (kind.closer, kind.link):
-                first = kind.rules[0].rule
-                found.append((rule, f"opens regions with the same call as rule `{first.name}` "
-                                    "but closes them differently"))
-        for rule in rules:
-            if rule.pattern.opener.target in self.by_closer:
+            pattern = rule.pattern
+            by_opener = self.by_opener[pattern.opener.target]
+            by_closer = self.by_closer.get(pattern.closer.target)
+            if (pattern.closer.target, pattern.link) != (by_opener.closer, by_opener.link):
+                found.append((rule, f"opens regions with the same call as rule "
+                                    f"`{by_opener.rules[0].rule.name}` but closes them differently"))
+            elif by_closer is not by_opener:
+                found.append((rule, f"closes regions with the same call as rule "
+                                    f"`{by_closer.rules[0].rule.name}` but opens them differently"))
+            elif pattern.opener.target in self.by_closer:
                 found.append((rule, "opens regions with a call that closes other regions"))
         return found
 
@@ -156,8 +159,8 @@ def _close(kind, node, stack: list[_Frame], top: list[Item], problems: list[Prob
             f"regions cross: `{node.name}` closes the region of `{stack[depth].opener.name}` "
             f"while `{inner.opener.name}`, opened inside it, is still open",
             (node, stack[depth].opener, inner.opener)))
-        while len(stack) > depth + 1:  # drop the crossing frames to keep scanning sensibly
-            _finish(stack.pop(), None, stack, top, problems)
+        del stack[depth]  # keep the inner regions open, so their closers report nothing more
+        return
     _finish(stack.pop(), node, stack, top, problems)
 
 
@@ -173,10 +176,11 @@ def _frame_closed_by(kind: BracketKind, node: torch.fx.Node, stack: list[_Frame]
     return None
 
 
-def _finish(frame: _Frame, closer, stack: list[_Frame], top: list[Item], problems) -> None:
+def _finish(frame: _Frame, closer: torch.fx.Node, stack: list[_Frame], top: list[Item],
+            problems: list[Problem]) -> None:
     parent = stack[-1].items if stack else top
     bindings = dict(frame.bindings)
-    if frame.match is not None and closer is not None and frame.match.closer(closer, bindings):
+    if frame.match is not None and frame.match.closer(closer, bindings):
         # The markers disappear, so nothing but the closer may use the opener's value.
         strays = [(user, frame.opener) for user in frame.opener.users if user is not closer]
         strays += [(user, closer) for user in closer.users]
@@ -189,5 +193,4 @@ def _finish(frame: _Frame, closer, stack: list[_Frame], top: list[Item], problem
     # Not a match: the markers stay where they are, with what they held between them.
     parent.append(frame.opener)
     parent.extend(frame.items)
-    if closer is not None:
-        parent.append(closer)
+    parent.append(closer)
