@@ -22,7 +22,7 @@ from .diagnostics import RuleError
 from .driver import Report, Rewrite, RuleSet
 from .dump import dump
 from .graph_errors import GraphError
-from .load import check_rules, load_rules
+from .load import check_rules, load_rules, rules_from_text
 
 __all__ = [
     "GraphError",
@@ -34,4 +34,5 @@ __all__ = [
     "check_rules",
     "dump",
     "load_rules",
+    "rules_from_text",
 ]
