@@ -12,7 +12,9 @@ compiles each new module once. Unchanged modules are reused as they are.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,6 +117,10 @@ class RuleSet:
 
     def rewrite(self, gm: torch.fx.GraphModule,
                 graph_signature: ExportGraphSignature | None = None) -> Rewrite:
+        with _collector_paused():
+            return self._rewrite(gm, graph_signature)
+
+    def _rewrite(self, gm, graph_signature) -> Rewrite:
         problems: list[Problem] = []
         plan = self._plan(gm, "", problems, {})
         if problems:
@@ -160,6 +166,24 @@ class RuleSet:
         builder.graph._codegen = plan.module.graph._codegen
         builder.emit(plan.items, Outliner(self.index.markers, record))
         return builder.to_module(template=plan.module)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector, off for the duration of one rewrite.
+
+    A rewrite allocates hundreds of thousands of long-lived objects (nodes, their dicts) and
+    frees almost none; automatic collections during it re-traverse the whole heap over and
+    over, which made a 56,000-node rewrite take twice as long a node as a 5,600-node one.
+    The previous state is restored on the way out, exceptions included.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _follow_outputs(signature: ExportGraphSignature, old: torch.fx.GraphModule,

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 import torch.fx
+from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from .regions import Item, Region
 
@@ -106,8 +107,16 @@ class GraphBuilder:
         return name
 
     def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
+        """The new graph as a module: compiled now for a rebuilt module (`template` given).
+
+        An outlined submodule compiles on first use instead (torch's `_LazyGraphModule`, as
+        Dynamo and Inductor use): `GraphModule` recompiles every child GraphModule each time an
+        enclosing one compiles, so eager children would compile once per level of nesting, and
+        an exported program that is only saved never needs their Python code at all.
+        """
+        if template is None:
+            return _LazyGraphModule(self.attrs, self.graph)
         module = torch.fx.GraphModule(self.attrs, self.graph)
-        if template is not None:
-            module.meta = copy.copy(template.meta)
-            module.train(template.training)
+        module.meta = copy.copy(template.meta)
+        module.train(template.training)
         return module
