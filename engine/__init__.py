@@ -17,6 +17,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     import torch  # noqa: F401
 
+from .backend import backend
 from .capture import capture
 from .diagnostics import RuleError
 from .driver import Report, Rewrite, RuleSet
@@ -30,6 +31,7 @@ __all__ = [
     "Rewrite",
     "RuleError",
     "RuleSet",
+    "backend",
     "capture",
     "check_rules",
     "dump",

@@ -95,14 +95,41 @@ class Call:
 # --- patterns, actions, rules --------------------------------------------------------------
 @dataclass(frozen=True)
 class Region:
-    """`$open = opener(...) ... closer(...)`: the nodes from an opener to its closer."""
+    """`$open = opener(...) ... closer(...)`: the nodes from an opener to its closer.
+
+    Without a closer, a segment: from the marker to the next marker of its kind or the end of
+    the body it is in."""
 
     span: Span
     binder: Var | None
     opener: Call
-    closer: Call
+    closer: Call | None
 
 
+# --- guards --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Builtin:
+    """`grad_enabled()`: a built-in of the `where` clause (not a `use`d name)."""
+
+    span: Span
+    name: str
+    args: tuple["Operand", ...]
+
+
+Operand = Union[Var, Literal, Constant, Builtin]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """`left == right` or `left != right`."""
+
+    span: Span
+    op: str
+    left: Operand
+    right: Operand
+
+
+# --- actions -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Outline:
     """`outline with hop(args...)`: move the region into a submodule called through `hop`."""
@@ -111,8 +138,22 @@ class Outline:
     hop: Call
 
 
+@dataclass(frozen=True)
+class Inline:
+    """`inline`: drop the markers, keep the nodes where they are."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
+class Erase:
+    """`erase`: drop the markers and every node between them."""
+
+    span: Span
+
+
 Pattern = Region
-Action = Outline
+Action = Union[Outline, Inline, Erase]
 
 
 @dataclass(frozen=True)
@@ -121,11 +162,27 @@ class Rule:
     name: str
     name_span: Span
     pattern: Pattern
+    guards: tuple[Guard, ...]
     action: Action
+
+
+@dataclass(frozen=True)
+class Include:
+    """`include "other.rw"`: that file's rules, here, in order; the path is relative to this file."""
+
+    span: Span
+    path: str
 
 
 @dataclass(frozen=True)
 class RuleFile:
     path: str
-    uses: tuple[Use, ...]
-    rules: tuple[Rule, ...]
+    items: tuple[Union[Include, Use, Rule], ...]  # in file order, which is rule order
+
+    @property
+    def uses(self) -> tuple[Use, ...]:
+        return tuple(item for item in self.items if isinstance(item, Use))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(item for item in self.items if isinstance(item, Rule))

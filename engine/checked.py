@@ -81,12 +81,17 @@ class RegionPattern:
 
     `link` is the position of the closer's argument that names the opener node (as in
     `exit_autocast($enter)`), or None when the closer does not name it and pairs by nesting.
+    Without a closer, a segment: it ends at the next opener of its kind or with its body.
     """
 
     binder: str | None
     opener: CallPattern
-    closer: CallPattern
+    closer: CallPattern | None
     link: int | None
+
+    @property
+    def is_segment(self) -> bool:
+        return self.closer is None
 
 
 # --- templates and actions -----------------------------------------------------------------
@@ -112,6 +117,27 @@ class Const:
 TemplateArg = Union[Value, Splat, Const]
 
 
+# --- guards --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BuiltinCall:
+    """A built-in of the `where` clause, such as `grad_enabled()` (see `engine.guards`)."""
+
+    name: str
+    args: tuple["Operand", ...]
+
+
+Operand = Union[Value, Splat, Const, BuiltinCall]
+
+
+@dataclass(frozen=True)
+class Guard:
+    op: str  # "==" | "!="
+    left: Operand
+    right: Operand
+    span: Span
+
+
+# --- actions -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Outline:
     """Move the region into a submodule and call it as `hop(*args, submodule, *inputs)`."""
@@ -122,11 +148,29 @@ class Outline:
 
 
 @dataclass(frozen=True)
+class Inline:
+    """Drop the markers; the nodes stay where they are."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
+class Erase:
+    """Drop the markers and every node between them (none may be used after)."""
+
+    span: Span
+
+
+Action = Union[Outline, Inline, Erase]
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     span: Span
     pattern: RegionPattern
-    action: Outline
+    guards: tuple[Guard, ...]
+    action: Action
 
     @property
     def where(self) -> str:
@@ -138,12 +182,21 @@ def describe_rule(rule: Rule) -> str:
     """The checked rule as text, names resolved: what `engine check --verbose` prints."""
     pattern = rule.pattern
     binder = f"${pattern.binder} = " if pattern.binder else ""
+    closer = "" if pattern.closer is None else " " + _describe_call(pattern.closer)
+    kind = "  # a segment: to the next opener of its kind" if pattern.is_segment else ""
+    lines = [f"rule {rule.name}  # {rule.where}",
+             f"    match {binder}{_describe_call(pattern.opener)} ...{closer}{kind}"]
+    if rule.guards:
+        lines.append("    where " + " and ".join(
+            f"{_describe_operand(g.left)} {g.op} {_describe_operand(g.right)}" for g in rule.guards))
     action = rule.action
-    args = ", ".join(_describe_template(arg) for arg in action.args)
-    return (f"rule {rule.name}  # {rule.where}\n"
-            f"    match {binder}{_describe_call(pattern.opener)} ... {_describe_call(pattern.closer)}\n"
-            f"    outline with {format_target(action.hop)}({args})"
-            "  # then the submodule, then the region's inputs")
+    if isinstance(action, Outline):
+        args = ", ".join(_describe_operand(arg) for arg in action.args)
+        lines.append(f"    outline with {format_target(action.hop)}({args})"
+                     "  # then the submodule, then the region's inputs")
+    else:
+        lines.append("    inline" if isinstance(action, Inline) else "    erase")
+    return "\n".join(lines)
 
 
 def _describe_call(call: CallPattern) -> str:
@@ -162,7 +215,9 @@ def _describe_arg(arg: ArgPattern) -> str:
     return format_value(arg.value)
 
 
-def _describe_template(arg: TemplateArg) -> str:
+def _describe_operand(arg: Operand) -> str:
     if isinstance(arg, Const):
         return format_value(arg.value)
+    if isinstance(arg, BuiltinCall):
+        return f"{arg.name}({', '.join(_describe_operand(a) for a in arg.args)})"
     return f"*${arg.name}" if isinstance(arg, Splat) else f"${arg.name}"

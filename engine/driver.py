@@ -25,20 +25,22 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
 
 from . import checked
+from .actions import Rewriter
 from .emit import GraphBuilder, fetch_attr
 from .graph_errors import GraphError, Problem, source_line
-from .outline import Outliner
-from .regions import BracketIndex, Item, Region, find_regions
+from .guards import Context
+from .regions import Item, Region, Segment, StructureIndex, find_regions
 
 
 @dataclass(frozen=True)
 class Match:
-    """One rewrite: the rule, the module it happened in, the node that opened the region."""
+    """One rewrite: the rule, the module it happened in, the marker node of the region."""
 
     rule: str
     module: str
     node: str
     source: str | None
+    note: str = ""  # for a piece of a cut bracket, or a segment carried on
 
 
 @dataclass
@@ -58,7 +60,8 @@ class Report:
                 if match.rule == rule.name:
                     where = f" in `{match.module}`" if match.module else ""
                     origin = f" from {match.source}" if match.source else ""
-                    lines.append(f"    `{match.node}`{where}{origin}")
+                    note = f" ({match.note})" if match.note else ""
+                    lines.append(f"    `{match.node}`{note}{where}{origin}")
         return "\n".join(lines)
 
 
@@ -78,12 +81,12 @@ class _Plan:
     module: torch.fx.GraphModule
     path: str
     items: list[Item]
-    has_regions: bool
+    has_structure: bool  # any region or segment
     children: list["_Plan"]
 
     @property
     def changes(self) -> bool:
-        return self.has_regions or any(child.changes for child in self.children)
+        return self.has_structure or any(child.changes for child in self.children)
 
 
 class RuleSet:
@@ -91,7 +94,7 @@ class RuleSet:
 
     def __init__(self, rules: list[checked.Rule]):
         self.rules = list(rules)
-        self.index = BracketIndex(self.rules)
+        self.index = StructureIndex(self.rules)
 
     def __repr__(self) -> str:
         return f"RuleSet({', '.join(rule.name for rule in self.rules)})"
@@ -126,7 +129,8 @@ class RuleSet:
         if problems:
             raise GraphError(problems)
         report = Report()
-        module = self._build(plan, report, {})
+        context = Context(ambient_grad=torch.is_grad_enabled())
+        module = self._build(plan, report, context, {})
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, gm, module)
@@ -145,27 +149,42 @@ class RuleSet:
                 if isinstance(value, torch.fx.GraphModule) and id(value) not in children:
                     child_path = f"{path}.{node.target}" if path else node.target
                     children[id(value)] = self._plan(value, child_path, problems, seen)
-        has_regions = any(isinstance(item, Region) for item in items)
-        plan = _Plan(module, path, items, has_regions, list(children.values()))
+        has_structure = any(isinstance(item, (Region, Segment)) for item in items)
+        plan = _Plan(module, path, items, has_structure, list(children.values()))
         seen[id(module)] = plan
         return plan
 
     # --- building ------------------------------------------------------------------------------
-    def _build(self, plan: _Plan, report: Report, built: dict[int, torch.nn.Module]):
-        """The rewritten module of `plan`, children first; `built` maps old module ids to new."""
+    def _build(self, plan: _Plan, report: Report, context: Context,
+               built: dict[int, torch.nn.Module]):
+        """The rewritten module of `plan`, children first; `built` maps old module ids to new.
+
+        Every graph of the tree starts in the same context: nested graphs such as `torch.cond`
+        branches are judged against the ambient grad mode, as torch's passes judge them.
+        """
         for child in plan.children:
             if id(child.module) not in built:
-                built[id(child.module)] = self._build(child, report, built)
+                built[id(child.module)] = self._build(child, report, context, built)
         if not plan.changes:
             return plan.module
 
-        def record(rule: checked.Rule, opener: torch.fx.Node) -> None:
-            report.matches.append(Match(rule.name, plan.path, opener.name, source_line(opener)))
+        def record(rule: checked.Rule, item: Region | Segment) -> None:
+            node = item.origin
+            report.matches.append(Match(rule.name, plan.path, node.name, source_line(node),
+                                        _note(item)))
 
         builder = GraphBuilder(plan.module, built)
         builder.graph._codegen = plan.module.graph._codegen
-        builder.emit(plan.items, Outliner(self.index.markers, record))
+        builder.emit(plan.items, Rewriter(self.index.markers, record, plan.path), context)
         return builder.to_module(template=plan.module)
+
+
+def _note(item: Region | Segment) -> str:
+    if isinstance(item, Segment):
+        return "carried on past a marker of another kind" if item.continued else ""
+    if item.first and item.last:
+        return ""
+    return "re-entered after a segment marker" if not item.first else "cut by a segment marker"
 
 
 @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """A GraphModule (or ExportedProgram) -> canonical text, for snapshots, `engine dump` and diffs.
 
 Deterministic: the same graph always gives the same text, with no file paths, stack traces or
-addresses. Each graph reads like a Python function whose values carry `meta["val"]` as a type
-(`f32[2, s0]`); nested GraphModules (submodules of outlined regions, `torch.cond` branches)
+addresses. Each graph reads like a Python function whose values carry `meta["val"]` (or
+Dynamo's `meta["example_value"]`) as a type (`f32[2, s0]`); nested GraphModules (submodules of outlined regions, `torch.cond` branches)
 follow their parent, named by their attribute path. An ExportedProgram adds its signature.
 
     def forward(x: f32[2, 4]):
@@ -115,9 +115,11 @@ def format_value(value) -> str:
 
 
 def _annotation(node: torch.fx.Node) -> str:
-    if "val" not in node.meta:
-        return ""
-    return f": {format_type(node.meta['val'])}"
+    """The node's value type, from `meta["val"]` (export) or `meta["example_value"]` (Dynamo)."""
+    for key in ("val", "example_value"):
+        if key in node.meta:
+            return f": {format_type(node.meta[key])}"
+    return ""
 
 
 def format_type(value) -> str:

@@ -1,9 +1,10 @@
 """Copying the nodes of one graph level into a new graph.
 
-Input: the items of a region tree (plain nodes and regions) of an old graph. Output: a new
-`fx.Graph` holding copies of the plain nodes, the attributes its `get_attr` and `call_module`
-nodes need, and the map from old nodes to new ones. Regions are handed to a callback (the
-outline action), which builds them with a child builder for the submodule's graph.
+Input: the items of a region tree (plain nodes, regions, segments) of an old graph. Output: a
+new `fx.Graph` holding copies of the plain nodes, the attributes its `get_attr` and
+`call_module` nodes need, and the map from old nodes to new ones. Regions and segments are
+handed to a callback (`engine.actions`), which builds them, in this graph or with a child
+builder for a submodule's graph.
 
 `get_attr` nodes are not copied where they stand: they are created where first used, once per
 graph, so a module attribute used only inside a region moves into that region's submodule and
@@ -20,7 +21,8 @@ import torch
 import torch.fx
 from torch.fx._lazy_graph_module import _LazyGraphModule
 
-from .regions import Item, Region
+from .guards import Context
+from .regions import Item, Region, Segment
 
 
 def fetch_attr(module: torch.nn.Module, target: str) -> object:
@@ -77,21 +79,23 @@ class GraphBuilder:
         return self.replaced.get(id(value), value)
 
     # --- items -------------------------------------------------------------------------------
-    def emit(self, items: list[Item], outline: Callable[["GraphBuilder", Region, int], None]) -> None:
-        """Copies items in order; each region goes to `outline` with torch's partition number.
+    def emit(self, items: list[Item], handler: Callable, context: Context) -> None:
+        """Copies items in order; each region or segment goes to
+        `handler(builder, item, partition, context)`.
 
-        The number follows torch's `sequential_split`: it grows at each region and at the first
-        node after one, so the submodule names match those torch gives.
+        The partition number follows torch's `sequential_split`: it grows at each region or
+        segment and at the first node after a region, so submodule names match torch's.
         """
         partition = 0
         after_region = False
         for item in items:
-            if after_region or isinstance(item, Region):
+            structured = isinstance(item, (Region, Segment))
+            if after_region or structured:
                 partition += 1
                 after_region = False
-            if isinstance(item, Region):
-                outline(self, item, partition)
-                after_region = True
+            if structured:
+                handler(self, item, partition, context)
+                after_region = isinstance(item, Region)
             elif item.op != "get_attr":
                 self.copy(item)
 

@@ -1,13 +1,14 @@
 """The outline action: a region becomes a submodule called through a higher-order op.
 
-Input: a matched `Region` and the builder of the graph it sits in. Output, in that graph:
+Input: a region or segment, the rule chosen for it, and the builder of the graph it sits in.
+Output, in that graph:
 
     submod = get_attr(submod_N)
     hop = hop(*template_args, submod, *inputs)
     out_0 = getitem(hop, 0) ...
 
 and a new submodule holding the region's nodes (markers dropped), its nested regions outlined in
-turn. What torch's `replace_*_with_hop_pass` builds, built the way it builds it: inputs in order
+turn. What torch's `replace_*_with_hop_pass` build, built the way they build it: inputs in order
 of first use inside the region, outputs in order of first use after it, placeholders named after
 the values they receive, the HOP node named after its only output (else after the op), getitem
 nodes named after the outputs they stand for, `meta["val"]` and `nn_module_stack` carried over.
@@ -25,21 +26,20 @@ import torch.fx
 
 from . import checked
 from .emit import GraphBuilder, fetch_attr
-from .regions import Region
+from .guards import Context
+from .regions import Region, Segment
 
 
 class Outliner:
     """Outlines regions; `markers` are the targets whose uses do not make a value an input."""
 
-    def __init__(self, markers: frozenset, on_outline=None):
+    def __init__(self, markers: frozenset):
         self.markers = markers
-        self.on_outline = on_outline  # callback(rule, opener) for the report
 
-    def __call__(self, parent: GraphBuilder, region: Region, partition: int) -> None:
-        if self.on_outline is not None:
-            self.on_outline(region.rule, region.opener)
+    def __call__(self, parent: GraphBuilder, region: Region | Segment, action: checked.Outline,
+                 bindings: dict, partition: int, body_context: Context, handler) -> None:
         inputs, module_attrs = self._inputs(region, parent)
-        outputs = self._outputs(region, parent.positions)
+        outputs = self.outputs(region, parent.positions)
 
         body = parent.child()
         for value in inputs:
@@ -48,21 +48,21 @@ class Outliner:
             body.env[value] = placeholder
         for attr in module_attrs:  # after the placeholders, as torch's split_module puts them
             body.value(attr)
-        body.emit(region.items, self)
+        body.emit(region.items, handler, body_context)
         body.graph.output(tuple(body.env[value] for value in outputs))
 
-        action: checked.Outline = region.rule.action
         name = parent.fresh_attr_name(f"submod_{partition}")
         parent.attrs[name] = body.to_module()
         graph = parent.graph
+        origin = region.origin
         get_attr = graph.get_attr(name)
-        get_attr.meta["nn_module_stack"] = copy.copy(region.opener.meta.get("nn_module_stack", {}))
-        leading = _instantiate(action.args, region.bindings, parent)
+        get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
+        leading = _instantiate(action.args, bindings, parent)
         call = graph.create_node(
             "call_function", action.hop,
             (*leading, get_attr, *(parent.value(value) for value in inputs)), {},
             name=outputs[0].name if len(outputs) == 1 else None)
-        call.meta.update(_hop_meta(action.hop, region.opener, outputs))
+        call.meta.update(_hop_meta(action.hop, origin, outputs))
         for index, value in enumerate(outputs):
             item = graph.create_node("call_function", operator.getitem, (call, index), {},
                                      name=value.name if len(outputs) > 1 else None)
@@ -70,7 +70,7 @@ class Outliner:
             parent.env[value] = item
 
     # --- the region's interface ----------------------------------------------------------------
-    def _inputs(self, region: Region, parent: GraphBuilder):
+    def _inputs(self, region: Region | Segment, parent: GraphBuilder):
         """Values from outside that the region uses, in order of first use (torch's order).
 
         Module attributes (a `torch.cond` branch, say) are not passed in: the submodule holds
@@ -92,7 +92,7 @@ class Outliner:
                     inputs.setdefault(used)
         return list(inputs), list(module_attrs)
 
-    def _outputs(self, region: Region, positions) -> list[torch.fx.Node]:
+    def outputs(self, region: Region | Segment, positions) -> list[torch.fx.Node]:
         """Values made inside that are used after it, in order of first use (torch's order)."""
         inside = region.inside
         first_use: dict[torch.fx.Node, tuple[int, int]] = {}
@@ -126,12 +126,16 @@ def _instantiate(args: tuple[checked.TemplateArg, ...], bindings: dict, builder:
     return tuple(torch.fx.map_arg(tuple(values), builder.value))
 
 
-def _hop_meta(hop, opener: torch.fx.Node, outputs: list[torch.fx.Node]) -> dict:
+def _hop_meta(hop, origin: torch.fx.Node, outputs: list[torch.fx.Node]) -> dict:
+    """`meta` of the HOP node. Its value goes under the key the graph uses: `val` in export
+    graphs, `example_value` in Dynamo's (whose outputs carry no `val`)."""
     meta = {
-        "nn_module_stack": copy.copy(opener.meta.get("nn_module_stack", {})),
+        "nn_module_stack": copy.copy(origin.meta.get("nn_module_stack", {})),
         "torch_fn": (hop.__name__, f"{type(hop).__name__}.{hop.__name__}"),
-        "val": tuple(value.meta.get("val") for value in outputs) if outputs else None,
     }
-    if "stack_trace" in opener.meta:
-        meta["stack_trace"] = opener.meta["stack_trace"]
+    dynamo = bool(outputs) and all("val" not in v.meta and "example_value" in v.meta for v in outputs)
+    key = "example_value" if dynamo else "val"
+    meta[key] = tuple(value.meta.get(key) for value in outputs) if outputs else None
+    if "stack_trace" in origin.meta:
+        meta["stack_trace"] = origin.meta["stack_trace"]
     return meta

@@ -1,13 +1,24 @@
 """One graph's nodes -> its region tree.
 
-Input: the nodes of one FX graph, in order, and the compiled region rules. Output: a list of
-items, each a plain node or a matched `Region` (whose own items hold the regions nested in it),
-plus the problems found: openers never closed, closers with no opener, regions that cross.
-A single pass with a stack; each node costs one dict lookup unless its target opens or closes
-a region. Brackets of every kind share the stack, so kinds must nest inside each other too.
+Input: the nodes of one FX graph, in order, and the region rules compiled into an index.
+Output: a list of items, each a plain node, a bracketed `Region` or a `Segment` (whose own items
+hold what is nested in them), plus the problems found: openers never closed, closers with no
+opener, regions that cross. A single pass with one stack; each node costs one dict lookup unless
+its target is a marker.
 
-A bracket whose opener matches no rule is transparent: its markers stay plain nodes in place,
-and the regions inside it are still found. Only matched regions are outlined.
+Two kinds of structure:
+- Brackets (`opener ... closer`) must nest, whatever rule they belong to.
+- Segments (`marker ...`) run from a marker to the next marker of the same kind, or to the end of
+  the graph. Their marker sets a state that holds until the next one, as
+  `torch._C._set_grad_enabled` does, so a segment is never cut short by a bracket: a marker
+  cuts what is open where it stands instead. Each bracket open there is split into pieces, the
+  piece before the marker and one inside the new segment (re-opened, as torch's `split_module`
+  re-enters autocast in each partition); a segment of another kind open there goes on inside the
+  new one as a *continuation*. So segments hold brackets, never the other way round, and a
+  `no_grad` inside an autocast region comes out as eager runs it.
+
+Which rule a region gets is decided later, when its context is known (`where` guards may read
+it); here each keeps its candidates: the rules whose patterns it matches, in file order.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from .match import Matcher, compile_call
 class CompiledRule:
     rule: checked.Rule
     opener: Matcher
-    closer: Matcher
+    closer: Matcher | None
 
 
 @dataclass
@@ -41,53 +52,148 @@ class BracketKind:
 
 
 @dataclass
-class Region:
+class SegmentKind:
+    """Every rule whose segments start at a call to `marker`, in file order."""
+
+    marker: object
+    rules: list[CompiledRule] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A rule whose patterns a region matched, and what they bound."""
+
     rule: checked.Rule
-    opener: torch.fx.Node
-    closer: torch.fx.Node
     bindings: dict
+
+
+@dataclass
+class Bracket:
+    """One opener and its closer in the graph; segment markers may cut it into pieces."""
+
+    kind: BracketKind
+    opener: torch.fx.Node
+    candidates: list[Candidate]  # by the opener; narrowed by the closer when it comes
+    closer: torch.fx.Node | None = None
+
+
+class _Structure:
+    """What regions and segments share: items inside, the nodes those hold, the set of them."""
+
     items: list["Item"]
+
+    def nodes(self) -> Iterator[torch.fx.Node]:
+        """The graph's nodes strictly inside, nested markers included, in graph order."""
+        return _nodes(self.items)
 
     @cached_property
     def inside(self) -> frozenset[torch.fx.Node]:
-        """The nodes the region's submodule will hold: all but `get_attr`s, which float."""
+        """The nodes an outlined submodule holds: all but `get_attr`s, which float."""
         return frozenset(node for node in self.nodes() if node.op != "get_attr")
 
-    def nodes(self) -> Iterator[torch.fx.Node]:
-        """The nodes strictly inside, nested markers included, in graph order."""
-        for item in self.items:
-            if isinstance(item, Region):
-                yield item.opener
-                yield from item.nodes()
-                yield item.closer
-            else:
-                yield item
+
+@dataclass(eq=False)
+class Region(_Structure):
+    """A bracket, or the piece of one between two cuts. `first`: this piece holds the opener
+    node (else it re-opens the bracket); `last`: it holds the closer node (else it is cut)."""
+
+    bracket: Bracket
+    first: bool
+    last: bool
+    items: list["Item"]
+
+    @property
+    def opener(self) -> torch.fx.Node:
+        return self.bracket.opener
+
+    @property
+    def closer(self) -> torch.fx.Node:
+        return self.bracket.closer
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return self.bracket.candidates
+
+    @property
+    def markers(self) -> tuple[torch.fx.Node, ...]:
+        """The marker nodes of the graph that this piece holds."""
+        return (self.opener,) * self.first + (self.closer,) * self.last
+
+    @property
+    def origin(self) -> torch.fx.Node:
+        """The node a report or an error points at."""
+        return self.opener
 
 
-Item = Union[torch.fx.Node, Region]
+@dataclass(eq=False)
+class Segment(_Structure):
+    """From a marker to the next of its kind. `continued`: the marker is not here: it was set
+    before a marker of another kind cut in, and its state goes on in this segment."""
+
+    kind: SegmentKind
+    marker: torch.fx.Node
+    continued: bool
+    candidates: list[Candidate]
+    items: list["Item"]
+
+    @property
+    def markers(self) -> tuple[torch.fx.Node, ...]:
+        return () if self.continued else (self.marker,)
+
+    @property
+    def origin(self) -> torch.fx.Node:
+        return self.marker
 
 
-class BracketIndex:
-    """Region rules indexed by the targets that open and close their regions."""
+Item = Union[torch.fx.Node, Region, Segment]
+
+
+def _nodes(items: list[Item]) -> Iterator[torch.fx.Node]:
+    for item in items:
+        if isinstance(item, Region):
+            yield from item.markers[:item.first]
+            yield from item.nodes()
+            yield from item.markers[item.first:]
+        elif isinstance(item, Segment):
+            yield from item.markers
+            yield from item.nodes()
+        else:
+            yield item
+
+
+class StructureIndex:
+    """Region rules indexed by the targets of their markers."""
 
     def __init__(self, rules: list[checked.Rule]):
         self.by_opener: dict[object, BracketKind] = {}
         self.by_closer: dict[object, BracketKind] = {}
+        self.segments: dict[object, SegmentKind] = {}
         for rule in rules:
             pattern = rule.pattern
-            kind = self.by_opener.get(pattern.opener.target)
-            if kind is None:
-                kind = BracketKind(pattern.opener.target, pattern.closer.target, pattern.link)
-                self.by_opener[kind.opener] = kind
-                self.by_closer.setdefault(kind.closer, kind)
-            kind.rules.append(CompiledRule(rule, compile_call(pattern.opener),
-                                           compile_call(pattern.closer)))
+            closer = None if pattern.is_segment else compile_call(pattern.closer)
+            compiled = CompiledRule(rule, compile_call(pattern.opener), closer)
+            if pattern.is_segment:
+                kind = self.segments.setdefault(pattern.opener.target,
+                                                SegmentKind(pattern.opener.target))
+            else:
+                kind = self.by_opener.get(pattern.opener.target)
+                if kind is None:
+                    kind = BracketKind(pattern.opener.target, pattern.closer.target, pattern.link)
+                    self.by_opener[kind.opener] = kind
+                    self.by_closer.setdefault(kind.closer, kind)
+            kind.rules.append(compiled)
 
     def conflicts(self, rules: list[checked.Rule]) -> list[tuple[checked.Rule, str]]:
-        """Rules whose brackets cannot share one stack with the others' (as rule, message)."""
+        """Rules whose markers cannot share one stack with the others' (as rule, message)."""
         found = []
         for rule in rules:
             pattern = rule.pattern
+            role = "segment" if pattern.is_segment else "opener"
+            others = self._roles(pattern.opener.target) - {role}
+            if pattern.is_segment:
+                if others:
+                    found.append((rule, "starts segments with a call that also delimits brackets"))
+                continue
             by_opener = self.by_opener[pattern.opener.target]
             by_closer = self.by_closer.get(pattern.closer.target)
             if (pattern.closer.target, pattern.link) != (by_opener.closer, by_opener.link):
@@ -96,101 +202,170 @@ class BracketIndex:
             elif by_closer is not by_opener:
                 found.append((rule, f"closes regions with the same call as rule "
                                     f"`{by_closer.rules[0].rule.name}` but opens them differently"))
-            elif pattern.opener.target in self.by_closer:
+            elif others:
                 found.append((rule, "opens regions with a call that closes other regions"))
         return found
 
+    def _roles(self, target) -> set[str]:
+        roles = {"opener"} if target in self.by_opener else set()
+        roles |= {"closer"} if target in self.by_closer else set()
+        return roles | ({"segment"} if target in self.segments else set())
+
     @property
     def markers(self) -> frozenset:
-        return frozenset(self.by_opener) | frozenset(self.by_closer)
+        return frozenset(self.by_opener) | frozenset(self.by_closer) | frozenset(self.segments)
 
 
+# --- the scan ------------------------------------------------------------------------------
 @dataclass
-class _Frame:
-    kind: BracketKind
-    opener: torch.fx.Node
-    match: CompiledRule | None
-    bindings: dict
+class _OpenBracket:
+    bracket: Bracket
+    first: bool
     items: list[Item] = field(default_factory=list)
 
 
-def find_regions(nodes, index: BracketIndex) -> tuple[list[Item], list[Problem]]:
-    top: list[Item] = []
-    stack: list[_Frame] = []
-    problems: list[Problem] = []
-    by_opener, by_closer = index.by_opener, index.by_closer
-    for node in nodes:
-        if node.op == "call_function":
-            target = node.target
-            kind = by_opener.get(target)
-            if kind is not None:
-                stack.append(_open(kind, node))
-                continue
-            kind = by_closer.get(target)
-            if kind is not None:
-                _close(kind, node, stack, top, problems)
-                continue
-        (stack[-1].items if stack else top).append(node)
-    for frame in stack:
-        problems.append(Problem(f"`{frame.opener.name}` opens a region that is never closed",
-                                (frame.opener,)))
-    return top, problems
+@dataclass
+class _OpenSegment:
+    kind: SegmentKind
+    marker: torch.fx.Node
+    continued: bool
+    candidates: list[Candidate]
+    items: list[Item] = field(default_factory=list)
 
 
-def _open(kind: BracketKind, node: torch.fx.Node) -> _Frame:
-    for compiled in kind.rules:
+class _Scanner:
+    def __init__(self, index: StructureIndex):
+        self.index = index
+        self.stack: list[_OpenBracket | _OpenSegment] = []  # outermost first
+        self.top: list[Item] = []
+        self.problems: list[Problem] = []
+
+    def items(self) -> list[Item]:
+        return self.stack[-1].items if self.stack else self.top
+
+    def scan(self, nodes) -> list[Item]:
+        index = self.index
+        for node in nodes:
+            if node.op == "call_function":
+                target = node.target
+                if target in index.segments:
+                    self.cut(index.segments[target], node)
+                    continue
+                kind = index.by_opener.get(target)
+                if kind is not None:
+                    bracket = Bracket(kind, node, _candidates(kind.rules, node))
+                    self.stack.append(_OpenBracket(bracket, first=True))
+                    continue
+                kind = index.by_closer.get(target)
+                if kind is not None:
+                    self.close_bracket(kind, node)
+                    continue
+            elif node.op == "output":
+                self.end()
+            self.items().append(node)
+        self.end()
+        return self.top
+
+    def end(self) -> None:
+        """The end of the graph: segments end; a bracket still open is an error."""
+        for frame in self.stack:
+            if isinstance(frame, _OpenBracket):
+                opener = frame.bracket.opener
+                self.problems.append(Problem(
+                    f"`{opener.name}` opens a region that is never closed", (opener,)))
+        self.stack = [frame for frame in self.stack if isinstance(frame, _OpenSegment)]
+        self._close_all()
+
+    # --- segments ----------------------------------------------------------------------------
+    def cut(self, kind: SegmentKind, marker: torch.fx.Node) -> None:
+        """A marker: everything open ends here, its segment starts, the rest re-opens in it."""
+        was_open = self._close_all()
+        candidates = _candidates(kind.rules, marker)
+        self._check_marker_users(marker, candidates, ())
+        self.stack.append(_OpenSegment(kind, marker, False, candidates))
+        for frame in was_open:
+            if isinstance(frame, _OpenBracket):
+                self.stack.append(_OpenBracket(frame.bracket, first=False))
+            elif frame.kind is not kind:
+                self.stack.append(_OpenSegment(frame.kind, frame.marker, True, frame.candidates))
+
+    def _close_all(self) -> list[_OpenBracket | _OpenSegment]:
+        """Closes every open frame, innermost into the next; returns them, outermost first."""
+        closed = self.stack
+        self.stack = []
+        for depth in range(len(closed) - 1, -1, -1):
+            frame = closed[depth]
+            parent = closed[depth - 1].items if depth > 0 else self.top
+            if isinstance(frame, _OpenBracket):
+                parent.append(Region(frame.bracket, frame.first, False, frame.items))
+            else:
+                parent.append(Segment(frame.kind, frame.marker, frame.continued, frame.candidates,
+                                      frame.items))
+        return closed
+
+    # --- brackets ----------------------------------------------------------------------------
+    def close_bracket(self, kind: BracketKind, closer: torch.fx.Node) -> None:
+        depth = self._bracket_closed_by(kind, closer)
+        if depth is None:
+            self.problems.append(Problem(f"`{closer.name}` closes a region that is not open",
+                                         (closer,)))
+            self.items().append(closer)
+            return
+        if depth != len(self.stack) - 1:  # cuts re-open brackets inside segments, so only
+            inner = self.stack[depth + 1].bracket  # brackets can lie above a bracket
+            bracket = self.stack[depth].bracket
+            self.problems.append(Problem(
+                f"regions cross: `{closer.name}` closes the region of `{bracket.opener.name}` "
+                f"while `{inner.opener.name}`, opened inside it, is still open",
+                (closer, bracket.opener, inner.opener)))
+            del self.stack[depth]  # keep the inner regions open, so their closers report nothing more
+            return
+        frame = self.stack.pop()
+        bracket = frame.bracket
+        bracket.closer = closer
+        bracket.candidates = [candidate for candidate in bracket.candidates
+                              if _closes(candidate, closer, kind)]
+        self._check_marker_users(bracket.opener, bracket.candidates, (closer,))
+        self._check_marker_users(closer, bracket.candidates, ())
+        self.items().append(Region(bracket, frame.first, True, frame.items))
+
+    def _bracket_closed_by(self, kind: BracketKind, closer: torch.fx.Node) -> int | None:
+        """Index in the stack of the bracket this closer ends, or None."""
+        depths = [d for d, frame in enumerate(self.stack)
+                  if isinstance(frame, _OpenBracket) and frame.bracket.kind is kind]
+        if kind.link is None:
+            return depths[-1] if depths else None
+        opened = closer.args[kind.link] if len(closer.args) > kind.link else None
+        return next((d for d in reversed(depths) if self.stack[d].bracket.opener is opened), None)
+
+    def _check_marker_users(self, marker, candidates, allowed) -> None:
+        """A marker that a rule removes may only be used by its own closer."""
+        if not candidates:
+            return
+        for user in marker.users:
+            if user not in allowed:
+                self.problems.append(Problem(
+                    f"`{user.name}` uses `{marker.name}`, a region marker that rule "
+                    f"`{candidates[0].rule.name}` removes", (user, marker)))
+
+
+def _candidates(rules: list[CompiledRule], opener: torch.fx.Node) -> list[Candidate]:
+    found = []
+    for compiled in rules:
         bindings: dict = {}
-        if compiled.opener(node, bindings):
+        if compiled.opener(opener, bindings):
             if compiled.rule.pattern.binder is not None:
-                bindings[compiled.rule.pattern.binder] = node
-            return _Frame(kind, node, compiled, bindings)
-    return _Frame(kind, node, None, {})
+                bindings[compiled.rule.pattern.binder] = opener
+            found.append(Candidate(compiled.rule, bindings))
+    return found
 
 
-def _close(kind, node, stack: list[_Frame], top: list[Item], problems: list[Problem]) -> None:
-    depth = _frame_closed_by(kind, node, stack)
-    if depth is None:
-        problems.append(Problem(f"`{node.name}` closes a region that is not open", (node,)))
-        (stack[-1].items if stack else top).append(node)
-        return
-    if depth != len(stack) - 1:
-        inner = stack[depth + 1]
-        problems.append(Problem(
-            f"regions cross: `{node.name}` closes the region of `{stack[depth].opener.name}` "
-            f"while `{inner.opener.name}`, opened inside it, is still open",
-            (node, stack[depth].opener, inner.opener)))
-        del stack[depth]  # keep the inner regions open, so their closers report nothing more
-        return
-    _finish(stack.pop(), node, stack, top, problems)
+def _closes(candidate: Candidate, closer: torch.fx.Node, kind: BracketKind) -> bool:
+    compiled = next(c for c in kind.rules if c.rule is candidate.rule)
+    return compiled.closer(closer, candidate.bindings)
 
 
-def _frame_closed_by(kind: BracketKind, node: torch.fx.Node, stack: list[_Frame]) -> int | None:
-    """Index in the stack of the frame this closer ends, or None."""
-    if kind.link is None:
-        depths = [i for i, frame in enumerate(stack) if frame.kind is kind]
-        return depths[-1] if depths else None
-    opened = node.args[kind.link] if len(node.args) > kind.link else None
-    for depth in range(len(stack) - 1, -1, -1):
-        if stack[depth].opener is opened and stack[depth].kind is kind:
-            return depth
-    return None
-
-
-def _finish(frame: _Frame, closer: torch.fx.Node, stack: list[_Frame], top: list[Item],
-            problems: list[Problem]) -> None:
-    parent = stack[-1].items if stack else top
-    bindings = dict(frame.bindings)
-    if frame.match is not None and frame.match.closer(closer, bindings):
-        # The markers disappear, so nothing but the closer may use the opener's value.
-        strays = [(user, frame.opener) for user in frame.opener.users if user is not closer]
-        strays += [(user, closer) for user in closer.users]
-        for user, marker in strays:
-            problems.append(Problem(
-                f"`{user.name}` uses `{marker.name}`, a region marker that rule "
-                f"`{frame.match.rule.name}` removes", (user, marker)))
-        parent.append(Region(frame.match.rule, frame.opener, closer, bindings, frame.items))
-        return
-    # Not a match: the markers stay where they are, with what they held between them.
-    parent.append(frame.opener)
-    parent.extend(frame.items)
-    parent.append(closer)
+def find_regions(nodes, index: StructureIndex) -> tuple[list[Item], list[Problem]]:
+    scanner = _Scanner(index)
+    items = scanner.scan(nodes)
+    return items, scanner.problems

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import ast, checked
 from .diagnostics import Diagnostic, Note, Span
+from .guards import BUILTINS
 from .names import Resolved, ResolveError, resolve
 
 
@@ -70,10 +71,11 @@ class _Checker:
         before = len(self.diagnostics)
         bindings: dict[str, _Binding] = {}
         pattern = self.check_region(scope, rule.pattern, bindings)
-        action = self.check_outline(scope, rule.action, bindings)
+        guards = tuple(self.check_guard(scope, guard, bindings) for guard in rule.guards)
+        action = self.check_action(scope, rule.action, bindings)
         if len(self.diagnostics) > before:
             return None
-        return checked.Rule(rule.name, rule.span, pattern, action)
+        return checked.Rule(rule.name, rule.span, pattern, guards, action)
 
     # --- patterns ----------------------------------------------------------------------------
     def check_region(self, scope, region: ast.Region, bindings) -> checked.RegionPattern:
@@ -88,6 +90,8 @@ class _Checker:
                            "arguments", Note(previous, "also bound here"))
             else:
                 bindings[binder] = _Binding("value", region.binder.span)
+        if region.closer is None:
+            return checked.RegionPattern(binder, opener, None, None)
         closer = self.check_call_pattern(scope, region.closer, bindings)
         if opener.target is not None and opener.target is closer.target:
             self.error(region.closer.callee_span,
@@ -150,11 +154,40 @@ class _Checker:
                        Note(binding.span, "bound here"))
         return True
 
+    # --- guards ------------------------------------------------------------------------------
+    def check_guard(self, scope, guard: ast.Guard, bindings) -> checked.Guard:
+        return checked.Guard(guard.op, self.operand(scope, guard.left, bindings),
+                             self.operand(scope, guard.right, bindings), guard.span)
+
+    def operand(self, scope, operand, bindings) -> checked.Operand:
+        if isinstance(operand, ast.Builtin):
+            builtin = BUILTINS.get(operand.name)
+            if builtin is None:
+                known = ", ".join(f"{name}()" for name in BUILTINS)
+                self.error(operand.span, f"unknown built-in `{operand.name}`; the built-ins of "
+                                         f"`where` are {known}")
+            elif len(operand.args) != builtin.arity:
+                self.error(operand.span, f"`{operand.name}` takes {builtin.arity} argument"
+                                         f"{'s' if builtin.arity != 1 else ''}, "
+                                         f"not {len(operand.args)}")
+            args = tuple(self.operand(scope, arg, bindings) for arg in operand.args)
+            return checked.BuiltinCall(operand.name, args)
+        if isinstance(operand, ast.Var):
+            binding = bindings.get(operand.name)
+            if binding is None:
+                self.error(operand.span, f"`${operand.name}` is not bound by the pattern")
+            return checked.Value(operand.name)
+        return checked.Const(self.constant(scope, operand))
+
     # --- actions -----------------------------------------------------------------------------
-    def check_outline(self, scope, outline: ast.Outline, bindings) -> checked.Outline:
-        hop = self.callee(scope, outline.hop, ("hop",), "`outline with`")
-        args = [self.template_arg(scope, arg, bindings) for arg in outline.hop.args]
-        return checked.Outline(hop, tuple(a for a in args if a is not None), outline.span)
+    def check_action(self, scope, action, bindings) -> checked.Action:
+        if isinstance(action, ast.Inline):
+            return checked.Inline(action.span)
+        if isinstance(action, ast.Erase):
+            return checked.Erase(action.span)
+        hop = self.callee(scope, action.hop, ("hop",), "`outline with`")
+        args = [self.template_arg(scope, arg, bindings) for arg in action.hop.args]
+        return checked.Outline(hop, tuple(a for a in args if a is not None), action.span)
 
     def template_arg(self, scope, arg, bindings) -> checked.TemplateArg | None:
         if isinstance(arg, (ast.Var, ast.StarVar)):
@@ -219,6 +252,7 @@ def _kind_clash(name: str, bound_kind: str) -> str:
 
 
 def check_files(files: list[ast.RuleFile]) -> tuple[list[checked.Rule], list[Diagnostic]]:
+    """Each file in its own scope; rules in the order given (includes already expanded)."""
     checker = _Checker()
     rules = [rule for file in files for rule in checker.check_file(file)]
     return rules, checker.diagnostics

@@ -19,7 +19,7 @@ from lark import Lark, Token, Transformer, v_args
 from . import ast
 from .diagnostics import Diagnostic, Source, Span
 
-_ITEM_START = re.compile(r"^(use|rule)\b", re.MULTILINE)
+_ITEM_START = re.compile(r"^(include|use|rule)\b", re.MULTILINE)
 
 # How terminals read in "expected ..." messages.
 _TERMINAL_WORDS = {
@@ -29,6 +29,7 @@ _TERMINAL_WORDS = {
     "NUMBER": "a number",
     "WILDCARD": "`_`",
     "ELLIPSIS": "`...`",
+    "COMPARISON": "`==` or `!=`",
     "$END": "the end of the file",
 }
 
@@ -52,7 +53,7 @@ def _parse_items_separately(source: Source) -> tuple[ast.RuleFile, list[Diagnost
     starts = [m.start() for m in _ITEM_START.finditer(source.text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    uses, rules, diagnostics = [], [], []
+    items, diagnostics = [], []
     for begin, end in zip(starts, starts[1:] + [len(source.text)]):
         # Blank out everything outside the item so that positions stay those of the file.
         chunk = re.sub(r"[^\n]", " ", source.text[:begin]) + source.text[begin:end]
@@ -61,9 +62,8 @@ def _parse_items_separately(source: Source) -> tuple[ast.RuleFile, list[Diagnost
         except lark.exceptions.UnexpectedInput as error:
             diagnostics.append(_syntax_diagnostic(source, chunk, error))
             continue
-        uses += part.uses
-        rules += part.rules
-    return ast.RuleFile(source.path, tuple(uses), tuple(rules)), diagnostics
+        items += part.items
+    return ast.RuleFile(source.path, tuple(items)), diagnostics
 
 
 def _syntax_diagnostic(source: Source, text: str, error: lark.exceptions.UnexpectedInput) -> Diagnostic:
@@ -98,8 +98,8 @@ def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
     wanted = set(error.accepts or error.expected)
     if "ELLIPSIS" in wanted and error.token.type == "NAME":
         return ": a region is written `opener(...) ... closer(...)`; the `...` is missing"
-    if wanted == {"OUTLINE"}:
-        return ": a rule needs an action after its pattern, such as `outline with hop(...)`"
+    if {"OUTLINE", "INLINE", "ERASE"} <= wanted and "ELLIPSIS" not in wanted:
+        return ": a rule needs an action after its pattern: `outline with hop(...)`, `inline` or `erase`"
     if wanted == {"COLON"}:
         return ": a rule's name is followed by `:`"
     return None
@@ -139,9 +139,10 @@ class _ToAst(Transformer):
         return _span(self.source, meta)
 
     def start(self, meta, items):
-        uses = tuple(item for item in items if isinstance(item, ast.Use))
-        rules = tuple(item for item in items if isinstance(item, ast.Rule))
-        return ast.RuleFile(self.source.path, uses, rules)
+        return ast.RuleFile(self.source.path, tuple(items))
+
+    def include(self, meta, children):
+        return ast.Include(self.span(meta), python_ast.literal_eval(children[0]))
 
     def use(self, meta, children):
         path_parts, path_span = children[0]
@@ -155,8 +156,10 @@ class _ToAst(Transformer):
         return tuple(str(name) for name in names), self.span(meta)
 
     def rule(self, meta, children):
-        name, pattern, action = children
-        return ast.Rule(self.span(meta), str(name), _span(self.source, name), pattern, action)
+        name, pattern, *guards, action = children
+        guards = tuple(guards[0]) if guards else ()
+        return ast.Rule(self.span(meta), str(name), _span(self.source, name), pattern, guards,
+                        action)
 
     def match(self, meta, children):
         return children[0]
@@ -166,11 +169,28 @@ class _ToAst(Transformer):
         if isinstance(children[0], Token) and children[0].type == "VAR":
             binder = ast.Var(_span(self.source, children[0]), children[0][1:])
             children = children[1:]
-        opener, _ellipsis, closer = children
-        return ast.Region(self.span(meta), binder, opener, closer)
+        opener, _ellipsis, *closer = children
+        return ast.Region(self.span(meta), binder, opener, closer[0] if closer else None)
+
+    def where(self, meta, guards):
+        return guards
+
+    def guard(self, meta, children):
+        left, op, right = children
+        return ast.Guard(self.span(meta), str(op), left, right)
+
+    def builtin(self, meta, children):
+        name, *args = children
+        return ast.Builtin(self.span(meta), str(name), tuple(a for a in args if a is not None))
 
     def outline(self, meta, children):
         return ast.Outline(self.span(meta), children[0])
+
+    def inline(self, meta, children):
+        return ast.Inline(self.span(meta))
+
+    def erase(self, meta, children):
+        return ast.Erase(self.span(meta))
 
     def call(self, meta, children):
         callee, *args = children

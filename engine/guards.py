@@ -1,0 +1,72 @@
+"""`where` clauses: their built-ins, the context those read, and evaluation.
+
+The built-ins are a small fixed set, resolved by name in `engine.sema` (they are not `use`d
+names, and a rule file cannot add any):
+
+- `grad_enabled()`: the grad mode that the nodes of the body a region sits in run under. At
+  the top of a graph, `torch.is_grad_enabled()` when the rules are applied (what torch's
+  set-grad pass compares with); inside an outlined segment, or one whose marker stays, the mode
+  its `_set_grad_enabled` marker sets; inside an outlined bracket, the mode at its opener.
+
+`Context` carries the state of each segment kind (the arguments of its last marker) into the
+bodies the driver builds; the built-ins read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import torch
+
+from . import checked
+from .match import same_value
+
+SET_GRAD_ENABLED = torch._C._set_grad_enabled
+
+
+@dataclass(frozen=True)
+class Context:
+    """What holds where a body runs: the ambient grad mode and each segment kind's state."""
+
+    ambient_grad: bool
+    states: Mapping[object, tuple] = field(default_factory=lambda: MappingProxyType({}))
+
+    def with_state(self, marker_target: object, args: tuple) -> "Context":
+        return Context(self.ambient_grad, MappingProxyType({**self.states, marker_target: args}))
+
+    def grad_enabled(self) -> bool:
+        state = self.states.get(SET_GRAD_ENABLED)
+        return bool(state[0]) if state else self.ambient_grad
+
+
+@dataclass(frozen=True)
+class Builtin:
+    arity: int
+    evaluate: Callable[..., object]  # (context, *argument values) -> value
+    doc: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    "grad_enabled": Builtin(0, lambda context: context.grad_enabled(),
+                            "the grad mode the region's nodes run under if left inline"),
+}
+
+
+def holds(guards, bindings: dict, context: Context) -> bool:
+    """Do all of a rule's `where` guards hold for these bindings, in this context?"""
+    for guard in guards:
+        same = same_value(_value(guard.left, bindings, context), _value(guard.right, bindings, context))
+        if same != (guard.op == "=="):
+            return False
+    return True
+
+
+def _value(operand, bindings: dict, context: Context):
+    if isinstance(operand, checked.Const):
+        return operand.value
+    if isinstance(operand, checked.BuiltinCall):
+        args = [_value(arg, bindings, context) for arg in operand.args]
+        return BUILTINS[operand.name].evaluate(context, *args)
+    return bindings[operand.name]
