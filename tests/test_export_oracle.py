@@ -1,0 +1,38 @@
+"""rules/set_grad.rw and rules/export.rw against torch.export's own HOP passes.
+
+- set_grad.rw against `replace_set_grad_with_hop_pass`, on the models without autocast;
+- export.rw against both passes in torch.export's order, on every model, autocast ones too.
+
+See tests/oracle.py for what each check requires; snapshots in snapshots/test_export_oracle/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from torch._export.passes.replace_autocast_with_hop_pass import replace_autocast_with_hop_pass
+from torch._export.passes.replace_set_grad_with_hop_pass import replace_set_grad_with_hop_pass
+
+import engine
+from tests.autocast_models import CASES as AUTOCAST_CASES
+from tests.grad_models import GRAD_CASES, MIXED_CASES
+from tests.oracle import Case, check_against_torch
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+SET_GRAD = engine.load_rules(RULES / "set_grad.rw")
+EXPORT = engine.load_rules(RULES / "export.rw")
+ALL_CASES = GRAD_CASES + MIXED_CASES + AUTOCAST_CASES
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[case.name for case in GRAD_CASES])
+def test_set_grad_rules_match_torch(case: Case, snapshot):
+    check_against_torch(case, SET_GRAD, [replace_set_grad_with_hop_pass], snapshot,
+                        "rules/set_grad.rw")
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[case.name for case in ALL_CASES])
+def test_export_rules_match_torch_export(case: Case, snapshot):
+    check_against_torch(case, EXPORT, [replace_set_grad_with_hop_pass,
+                                       replace_autocast_with_hop_pass], snapshot,
+                        "rules/export.rw")
