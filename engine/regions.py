@@ -10,10 +10,11 @@ Two kinds of structure:
 - Brackets (`opener ... closer`) must nest, whatever rule they belong to.
 - Segments (`marker ...`) run from a marker to the next marker of the same kind, or to the end of
   the graph. Their marker sets a state that holds until the next one, as
-  `torch._C._set_grad_enabled` does, so a segment is never cut short by a bracket: a marker
-  cuts what is open where it stands instead. Each bracket open there is split into pieces, the
-  piece before the marker and one inside the new segment (re-opened, as torch's `split_module`
-  re-enters autocast in each partition); a segment of another kind open there goes on inside the
+  `torch._C._set_grad_enabled` does, so a segment is never cut short by a bracket; a marker
+  cuts what is open where it stands instead: its kind's open segment and everything opened
+  after that (with none open, every open bracket). A bracket it cuts is split into pieces, the
+  one before the marker and one re-opened inside the new segment (as torch's `split_module`
+  re-enters autocast in each partition); a segment of another kind it cuts goes on inside the
   new one as a *continuation*. So segments hold brackets, never the other way round, and a
   `no_grad` inside an autocast region comes out as eager runs it.
 
@@ -202,6 +203,8 @@ class StructureIndex:
             elif by_closer is not by_opener:
                 found.append((rule, f"closes regions with the same call as rule "
                                     f"`{by_closer.rules[0].rule.name}` but opens them differently"))
+            elif "segment" in others:
+                found.append((rule, "opens regions with a call that starts segments"))
             elif others:
                 found.append((rule, "opens regions with a call that closes other regions"))
         return found
@@ -274,12 +277,18 @@ class _Scanner:
                 self.problems.append(Problem(
                     f"`{opener.name}` opens a region that is never closed", (opener,)))
         self.stack = [frame for frame in self.stack if isinstance(frame, _OpenSegment)]
-        self._close_all()
+        self._close_from(0)
 
     # --- segments ----------------------------------------------------------------------------
     def cut(self, kind: SegmentKind, marker: torch.fx.Node) -> None:
-        """A marker: everything open ends here, its segment starts, the rest re-opens in it."""
-        was_open = self._close_all()
+        """A marker ends its kind's open segment, and whatever was opened after that (or, with
+        none open, every open bracket); its segment starts; what it ended re-opens inside."""
+        depth = next((d for d, frame in enumerate(self.stack)
+                      if isinstance(frame, _OpenSegment) and frame.kind is kind), None)
+        if depth is None:
+            depth = next((d for d, frame in enumerate(self.stack)
+                          if isinstance(frame, _OpenBracket)), len(self.stack))
+        was_open = self._close_from(depth)
         candidates = _candidates(kind.rules, marker)
         self._check_marker_users(marker, candidates, ())
         self.stack.append(_OpenSegment(kind, marker, False, candidates))
@@ -289,13 +298,14 @@ class _Scanner:
             elif frame.kind is not kind:
                 self.stack.append(_OpenSegment(frame.kind, frame.marker, True, frame.candidates))
 
-    def _close_all(self) -> list[_OpenBracket | _OpenSegment]:
-        """Closes every open frame, innermost into the next; returns them, outermost first."""
-        closed = self.stack
-        self.stack = []
-        for depth in range(len(closed) - 1, -1, -1):
-            frame = closed[depth]
-            parent = closed[depth - 1].items if depth > 0 else self.top
+    def _close_from(self, depth: int) -> list[_OpenBracket | _OpenSegment]:
+        """Closes the frames from `depth` up, each into the one below; returns them, outermost
+        first."""
+        closed = self.stack[depth:]
+        del self.stack[depth:]
+        for position in range(len(closed) - 1, -1, -1):
+            frame = closed[position]
+            parent = closed[position - 1].items if position > 0 else self.items()
             if isinstance(frame, _OpenBracket):
                 parent.append(Region(frame.bracket, frame.first, False, frame.items))
             else:

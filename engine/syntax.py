@@ -102,6 +102,8 @@ def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
         return ": a rule needs an action after its pattern: `outline with hop(...)`, `inline` or `erase`"
     if wanted == {"COLON"}:
         return ": a rule's name is followed by `:`"
+    if "COMPARISON" in wanted:
+        return ": a `where` guard compares two values, as in `$mode != grad_enabled()`"
     return None
 
 

@@ -15,7 +15,7 @@ import engine
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = sorted((REPO / "tests" / "diagnostics").glob("*.rw"))
-HEADER = re.compile(r"^tests/diagnostics/\w+\.rw:(\d+):(\d+): (error|note): ", re.MULTILINE)
+HEADER = re.compile(r"^(tests/diagnostics/[\w/]+\.rw):(\d+):(\d+): (error|note): ", re.MULTILINE)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[path.stem for path in CASES])
@@ -26,12 +26,12 @@ def test_bad_rule_file_is_reported(path: Path, snapshot, monkeypatch):
         engine.load_rules(relative)
     text = str(caught.value)
     headers = HEADER.findall(text)
-    assert headers and len(caught.value.diagnostics) == sum(1 for h in headers if h[2] == "error")
-    source = path.read_text().splitlines()
+    assert headers and len(caught.value.diagnostics) == sum(1 for h in headers if h[3] == "error")
     for block in re.split(r"\n(?=tests/)", text.rsplit("\n", 1)[0]):
         header, quoted, caret = block.splitlines()
-        line, column = map(int, HEADER.match(header).groups()[:2])
-        assert quoted == "    " + source[line - 1]
+        file, line, column, _ = HEADER.match(header).groups()
+        line, column = int(line), int(column)
+        assert quoted == "    " + (REPO / file).read_text().splitlines()[line - 1]
         assert caret.startswith("    " + " " * (column - 1) + "^")
     assert text == snapshot
 
