@@ -66,9 +66,10 @@ def test_check_passes_good_rules(capsys):
     assert out == f"{RULES}: 1 rule, no errors\n"
 
 
-def test_check_verbose_describes_the_checked_rules(capsys, snapshot, monkeypatch):
+@pytest.mark.parametrize("rules", ["autocast", "set_grad", "export"])
+def test_check_verbose_describes_the_checked_rules(capsys, snapshot, monkeypatch, rules):
     monkeypatch.chdir(REPO)
-    status, out, _ = run(capsys, "check", "--verbose", "rules/autocast.rw")
+    status, out, _ = run(capsys, "check", "--verbose", f"rules/{rules}.rw")
     assert status == 0
     assert out == snapshot
 
