@@ -55,6 +55,21 @@ class StarWildcard:
 
 
 @dataclass(frozen=True)
+class StarStarVar:
+    """`**$kw`: the keyword arguments the pattern does not name, as a dict."""
+
+    span: Span
+    name: str
+
+
+@dataclass(frozen=True)
+class StarStarWildcard:
+    """`**_`: any keyword arguments the pattern does not name."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
 class Literal:
     """A string, number, True, False or None."""
 
@@ -79,9 +94,6 @@ class Keyword:
     value: "Arg"
 
 
-Arg = Union[Var, StarVar, Wildcard, StarWildcard, Literal, Constant, Keyword]
-
-
 @dataclass(frozen=True)
 class Call:
     """`callee(args...)`: a call pattern, or a call template in an action."""
@@ -89,7 +101,64 @@ class Call:
     span: Span
     callee: str
     callee_span: Span
-    args: tuple[Arg, ...]
+    args: tuple["Arg", ...]
+
+
+@dataclass(frozen=True)
+class Method:
+    """`receiver.name(args...)`: a `call_method` node, as Dynamo graphs hold them."""
+
+    span: Span
+    receiver: "Expr"
+    name: str
+    name_span: Span
+    args: tuple["Arg", ...]
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    """`[a, b, *$rest]`: a list argument, such as `cat`'s tensors."""
+
+    span: Span
+    items: tuple["Arg", ...]
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """`a | b`: the first option that matches."""
+
+    span: Span
+    options: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """`shared p`: an interior node that may also be used outside the match (then it stays)."""
+
+    span: Span
+    inner: "Expr"
+
+
+@dataclass(frozen=True)
+class Commutative:
+    """`commutative f(a, b)`: also matches `f(b, a)`."""
+
+    span: Span
+    call: Call
+
+
+@dataclass(frozen=True)
+class Bound:
+    """`$name = pattern`: the node the pattern matches, bound to a variable."""
+
+    span: Span
+    var: Var
+    inner: "Expr"
+
+
+Expr = Union[Var, Wildcard, Literal, Constant, Call, Method, ListExpr, Alternatives, Shared,
+             Commutative, Bound]
+Arg = Union[Expr, StarVar, StarWildcard, StarStarVar, StarStarWildcard, Keyword]
 
 
 # --- patterns, actions, rules --------------------------------------------------------------
@@ -152,8 +221,24 @@ class Erase:
     span: Span
 
 
-Pattern = Region
-Action = Union[Outline, Inline, Erase]
+@dataclass(frozen=True)
+class Dag:
+    """One or more roots, the nodes a DAG pattern's match ends in; they share variables."""
+
+    span: Span
+    roots: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Replace:
+    """`replace with t` (one root) or `replace $a with t, $b with u` (named roots)."""
+
+    span: Span
+    replacements: tuple[tuple[Var | None, Expr], ...]
+
+
+Pattern = Union[Region, Dag]
+Action = Union[Outline, Inline, Erase, Replace]
 
 
 @dataclass(frozen=True)

@@ -60,19 +60,58 @@ class Equals:
     value: object
 
 
-ArgPattern = Union[Bind, Same, Anything, Equals]
 RestPattern = Union[BindRest, SameRest, AnyRest]
 
 
+# --- DAG patterns ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class CallPattern:
-    """A call to `target` with these positional arguments (then maybe a rest) and keywords."""
+class NodePattern:
+    """A node: `call_function` of `target` (an op packet matches its overloads), or
+    `call_method` named `target`, with these arguments. `commutative`: its two arguments match
+    in either order. `shared`: as an interior node it may have users outside the match."""
 
+    op: str
     target: object
-    args: tuple[ArgPattern, ...]
+    args: tuple["ArgPattern", ...]
     rest: RestPattern | None
-    kwargs: tuple[tuple[str, ArgPattern], ...]
+    kwargs: tuple[tuple[str, "ArgPattern"], ...]
     span: Span
+    commutative: bool = False
+    shared: bool = False
+    more_kwargs: RestPattern | None = None  # `**_` or `**$kw`: keywords the pattern does not name
+
+
+@dataclass(frozen=True)
+class ListPattern:
+    """A list or tuple argument: these items, then maybe a rest."""
+
+    items: tuple["ArgPattern", ...]
+    rest: RestPattern | None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Alternation: the first option that matches."""
+
+    options: tuple["ArgPattern", ...]
+
+
+@dataclass(frozen=True)
+class BindNode:
+    """`$name = pattern`: matches `pattern`, and binds what it matched."""
+
+    name: str
+    pattern: "ArgPattern"
+
+
+ArgPattern = Union[Bind, Same, Anything, Equals, NodePattern, ListPattern, OneOf, BindNode]
+
+
+@dataclass(frozen=True)
+class DagPattern:
+    """Roots, each with the variable naming it (or None): the outputs of the match."""
+
+    roots: tuple[tuple[str | None, ArgPattern], ...]
 
 
 @dataclass(frozen=True)
@@ -81,12 +120,12 @@ class RegionPattern:
 
     `link` is the position of the closer's argument that names the opener node (as in
     `exit_autocast($enter)`), or None when the closer does not name it and pairs by nesting.
-    Without a closer, a segment: it ends at the next opener of its kind or with its body.
+    Without a closer, a segment: it ends at the next marker of its kind or with the graph.
     """
 
     binder: str | None
-    opener: CallPattern
-    closer: CallPattern | None
+    opener: "NodePattern"
+    closer: "NodePattern | None"
     link: int | None
 
     @property
@@ -114,7 +153,24 @@ class Const:
     value: object
 
 
-TemplateArg = Union[Value, Splat, Const]
+@dataclass(frozen=True)
+class NodeTemplate:
+    """A node to build: `call_function` of `target`, or `call_method` named `target`.
+    A keyword named None spreads a bound dict of keywords (`**$kw`)."""
+
+    op: str
+    target: object
+    args: tuple["TemplateArg", ...]
+    kwargs: tuple[tuple[str | None, "TemplateArg"], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListTemplate:
+    items: tuple["TemplateArg", ...]
+
+
+TemplateArg = Union[Value, Splat, Const, NodeTemplate, ListTemplate]
 
 
 # --- guards --------------------------------------------------------------------------------
@@ -161,16 +217,28 @@ class Erase:
     span: Span
 
 
-Action = Union[Outline, Inline, Erase]
+@dataclass(frozen=True)
+class Replace:
+    """Each named root (by index into the pattern's roots) replaced by what its template builds."""
+
+    replacements: tuple[tuple[int, TemplateArg], ...]
+    span: Span
+
+
+Action = Union[Outline, Inline, Erase, Replace]
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
     span: Span
-    pattern: RegionPattern
+    pattern: RegionPattern | DagPattern
     guards: tuple[Guard, ...]
     action: Action
+
+    @property
+    def is_dag(self) -> bool:
+        return isinstance(self.pattern, DagPattern)
 
     @property
     def where(self) -> str:
@@ -183,7 +251,7 @@ def describe_rule(rule: Rule) -> str:
     pattern = rule.pattern
     binder = f"${pattern.binder} = " if pattern.binder else ""
     closer = "" if pattern.closer is None else " " + _describe_call(pattern.closer)
-    kind = "  # a segment: to the next opener of its kind" if pattern.is_segment else ""
+    kind = "  # a segment: to the next marker of its kind" if pattern.is_segment else ""
     lines = [f"rule {rule.name}  # {rule.where}",
              f"    match {binder}{_describe_call(pattern.opener)} ...{closer}{kind}"]
     if rule.guards:
@@ -199,7 +267,7 @@ def describe_rule(rule: Rule) -> str:
     return "\n".join(lines)
 
 
-def _describe_call(call: CallPattern) -> str:
+def _describe_call(call: NodePattern) -> str:
     parts = [_describe_arg(arg) for arg in call.args]
     if call.rest is not None:
         parts.append("*_" if isinstance(call.rest, AnyRest) else f"*${call.rest.name}")

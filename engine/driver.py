@@ -3,11 +3,18 @@
 Input: checked rules and a module. Output: a new module (the input is never changed), the
 export signature with its outputs renamed to follow, and a report of what each rule did.
 
-Two phases. Planning reads every graph of the module tree (the top graph and every GraphModule
-reached through `get_attr`, such as `torch.cond` branches) into region trees and collects every
-problem; if there is any, `GraphError` is raised and nothing was built. Building then copies
-each graph that changes once, bottom-up, into a fresh graph, outlining regions on the way, and
-compiles each new module once. Unchanged modules are reused as they are.
+Region and segment rules first. Planning reads every graph of the module tree (the top graph
+and every GraphModule reached through `get_attr`, such as `torch.cond` branches) into region
+trees and collects every problem; if there is any, `GraphError` is raised and nothing was built.
+Building then copies each graph that changes once, bottom-up, into a fresh graph, carrying out
+each region's rule on the way.
+
+DAG rules then, on every graph of the resulting tree, bottom-up: each pass finds the matches of
+one graph in one scan and copies the graph once with them applied, until a pass finds none
+(a bound on the number of passes stops rules that keep firing, with an error naming them).
+
+Unchanged modules are reused as they are; new ones compile on first use, except the top one,
+which compiles once at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,13 +31,16 @@ import torch
 import torch.fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
+from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from . import checked
 from .actions import Rewriter
+from .dag import DagIndex, find_matches
 from .emit import GraphBuilder, fetch_attr
 from .graph_errors import GraphError, Problem, source_line
 from .guards import Context
 from .regions import Item, Region, Segment, StructureIndex, find_regions
+from .replace import rewrite_graph
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,11 @@ class _Plan:
 class RuleSet:
     """Checked rules, compiled; apply them with `apply`, `apply_program` or `rewrite`."""
 
-    def __init__(self, rules: list[checked.Rule]):
+    def __init__(self, rules: list[checked.Rule], max_passes: int = 32):
         self.rules = list(rules)
         self.index = StructureIndex(self.rules)
+        self.dags = DagIndex(self.rules)
+        self.max_passes = max_passes  # DAG passes over one graph before giving up
 
     def __repr__(self) -> str:
         return f"RuleSet({', '.join(rule.name for rule in self.rules)})"
@@ -131,6 +144,10 @@ class RuleSet:
         report = Report()
         context = Context(ambient_grad=torch.is_grad_enabled())
         module = self._build(plan, report, context, {})
+        if self.dags:
+            module = self._rewrite_dags(module, "", report, context, {})
+        if isinstance(module, _LazyGraphModule):  # the top one compiles now, once
+            module = _compiled(module)
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, gm, module)
@@ -176,7 +193,64 @@ class RuleSet:
         builder = GraphBuilder(plan.module, built)
         builder.graph._codegen = plan.module.graph._codegen
         builder.emit(plan.items, Rewriter(self.index.markers, record, plan.path), context)
-        return builder.to_module(template=plan.module)
+        return builder.to_module(template=plan.module, lazy=True)
+
+    # --- DAG rules -------------------------------------------------------------------------------
+    def _rewrite_dags(self, module, path: str, report: Report, context: Context,
+                      done: dict[int, torch.nn.Module]):
+        """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint."""
+        if id(module) in done:
+            return done[id(module)]
+        replaced = {}
+        for target, child in _held_graphs(module):
+            new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
+                                     context, done)
+            if new is not child:
+                replaced[id(child)] = new
+        current = module
+        for passes in itertools.count(1):
+            matches = find_matches(current.graph.nodes, self.dags, context)
+            if not matches:
+                break
+            if passes > self.max_passes:
+                raise GraphError([_still_firing(matches, self.max_passes, path)])
+            for match in matches:
+                root = match.roots[0]
+                report.matches.append(Match(match.rule.name, path, root.name, source_line(root)))
+            current = rewrite_graph(current, matches, replaced, path)
+            replaced = {}  # the first copy took the rewritten children in
+        if current is module and replaced:
+            current = rewrite_graph(module, [], replaced, path)
+        done[id(module)] = current
+        return current
+
+
+def _held_graphs(module: torch.fx.GraphModule):
+    """(target, GraphModule) for each distinct GraphModule the graph fetches with `get_attr`."""
+    seen = set()
+    for node in module.graph.nodes:
+        if node.op == "get_attr":
+            value = fetch_attr(module, node.target)
+            if isinstance(value, torch.fx.GraphModule) and id(value) not in seen:
+                seen.add(id(value))
+                yield node.target, value
+
+
+def _still_firing(matches, max_passes: int, path: str) -> Problem:
+    counts = Counter(match.rule.name for match in matches)
+    rules = ", ".join(f"`{name}` ({count} match{'es' * (count != 1)})"
+                      for name, count in counts.items())
+    return Problem(f"DAG rules still match after {max_passes} passes over one graph; each "
+                   f"undoes or feeds another. Firing in the last pass: {rules}",
+                   tuple(match.roots[0] for match in matches[:3]), path)
+
+
+def _compiled(module: _LazyGraphModule) -> torch.fx.GraphModule:
+    """A plain GraphModule for a lazy one: what callers of `apply` get, compiled once."""
+    compiled = torch.fx.GraphModule(module, module.graph)
+    compiled.meta = module.meta
+    compiled.train(module.training)
+    return compiled
 
 
 def _note(item: Region | Segment) -> str:

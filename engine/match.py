@@ -1,11 +1,16 @@
-"""Checked call patterns -> matchers over FX nodes.
+"""Checked node patterns -> matchers over FX nodes.
 
-Input: `checked.CallPattern`s. Output: functions `(node, bindings) -> bool` that check a node's
-arguments against the pattern and record what the variables bind in `bindings` (a dict the
-caller owns and drops on failure). Two implementations live side by side, as in tinygrad: the
-interpreter `match_call` is the reference, short and obviously right; `compile_call` builds one
-closure per pattern with every decision about the pattern's shape taken once, up front. The
-tests run both over the same nodes and require the same answers.
+Input: `checked.NodePattern`s (a call, its arguments, nested calls, alternatives, lists).
+Output: functions `(node, bindings, matched) -> bool` that check a node against the pattern,
+record what the variables bind in `bindings`, and append `(node, shared)` to `matched` for every
+node the pattern's calls matched (the root last), so callers can tell the interior nodes and
+which of them may be shared. Both are the caller's, to drop on failure; within a match,
+alternatives and commutative calls backtrack their own writes.
+
+Two implementations live side by side, as in tinygrad: the interpreter `match_node` is the
+reference, short and obviously right; `compile_node` builds one closure per pattern with every
+decision about the pattern's shape taken once, up front. The tests run both over the same
+nodes and require the same answers.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.fx
+from torch._ops import OpOverload, OpOverloadPacket
 
 from . import checked
 
 Bindings = dict
-Matcher = Callable[[torch.fx.Node, Bindings], bool]
+Matcher = Callable[[torch.fx.Node, Bindings, list], bool]
 
 
 def same_value(a: object, b: object) -> bool:
@@ -33,8 +39,26 @@ def same_value(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
-# --- the interpreter -----------------------------------------------------------------------
-def match_arg(pattern: checked.ArgPattern, value: object, bindings: Bindings) -> bool:
+def targets_match(pattern: checked.NodePattern, node: torch.fx.Node) -> bool:
+    """Op and target: an op packet matches each of its overloads; a method, its name."""
+    if node.op != pattern.op:
+        return False
+    if pattern.op == "call_method":
+        return node.target == pattern.target
+    if node.target is pattern.target:
+        return True
+    return isinstance(pattern.target, OpOverloadPacket) and \
+        getattr(node.target, "overloadpacket", None) is pattern.target
+
+
+def index_key(target: object) -> object:
+    """What a node's target is indexed under: its op packet, for an overload."""
+    return target.overloadpacket if isinstance(target, OpOverload) else target
+
+
+# --- the interpreter ---------------------------------------------------------------------------
+def match_value(pattern: checked.ArgPattern, value: object, bindings: Bindings,
+                matched: list) -> bool:
     if isinstance(pattern, checked.Anything):
         return True
     if isinstance(pattern, checked.Bind):
@@ -42,91 +66,214 @@ def match_arg(pattern: checked.ArgPattern, value: object, bindings: Bindings) ->
         return True
     if isinstance(pattern, checked.Same):
         return same_value(bindings[pattern.name], value)
-    return same_value(pattern.value, value)
-
-
-def match_call(pattern: checked.CallPattern, node: torch.fx.Node, bindings: Bindings) -> bool:
-    """Reference semantics: does `node` call `pattern.target` with matching arguments?"""
-    if node.op != "call_function" or node.target is not pattern.target:
-        return False
-    args = node.args
-    fixed = len(pattern.args)
-    if len(args) < fixed or (pattern.rest is None and len(args) != fixed):
-        return False
-    if set(node.kwargs) != {name for name, _ in pattern.kwargs}:
-        return False
-    for arg_pattern, value in zip(pattern.args, args):
-        if not match_arg(arg_pattern, value, bindings):
+    if isinstance(pattern, checked.Equals):
+        return same_value(pattern.value, value)
+    if isinstance(pattern, checked.BindNode):
+        if not match_value(pattern.pattern, value, bindings, matched):
             return False
-    rest = tuple(args[fixed:])
-    if isinstance(pattern.rest, checked.BindRest):
-        bindings[pattern.rest.name] = rest
-    elif isinstance(pattern.rest, checked.SameRest) and not same_value(bindings[pattern.rest.name], rest):
+        bindings[pattern.name] = value
+        return True
+    if isinstance(pattern, checked.OneOf):
+        return any(_attempt(lambda b, m, option=option: match_value(option, value, b, m),
+                            bindings, matched) for option in pattern.options)
+    if isinstance(pattern, checked.ListPattern):
+        return isinstance(value, (list, tuple)) and _match_sequence(
+            pattern.items, pattern.rest, value, bindings, matched)
+    return isinstance(value, torch.fx.Node) and match_node(pattern, value, bindings, matched)
+
+
+def match_node(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bindings,
+               matched: list) -> bool:
+    """Reference semantics: does `node` match `pattern`?"""
+    if not targets_match(pattern, node):
         return False
-    return all(match_arg(p, node.kwargs[name], bindings) for name, p in pattern.kwargs)
+    named = {name for name, _ in pattern.kwargs}
+    if not (named <= set(node.kwargs) if pattern.more_kwargs else named == set(node.kwargs)):
+        return False
+    others = {name: value for name, value in node.kwargs.items() if name not in named}
+    if isinstance(pattern.more_kwargs, checked.BindRest):
+        bindings[pattern.more_kwargs.name] = others
+    elif isinstance(pattern.more_kwargs, checked.SameRest) and \
+            bindings[pattern.more_kwargs.name] != others:
+        return False
+    orders = [node.args]
+    if pattern.commutative and len(node.args) == 2:
+        orders.append((node.args[1], node.args[0]))
+
+    def arguments(args):
+        return lambda b, m: (_match_sequence(pattern.args, pattern.rest, args, b, m) and all(
+            match_value(p, node.kwargs[name], b, m) for name, p in pattern.kwargs))
+
+    if not any(_attempt(arguments(args), bindings, matched) for args in orders):
+        return False
+    matched.append((node, pattern.shared))
+    return True
 
 
-# --- the compiler --------------------------------------------------------------------------
-def compile_call(pattern: checked.CallPattern) -> Matcher:
+def _match_sequence(items, rest, values, bindings, matched) -> bool:
+    fixed = len(items)
+    if len(values) < fixed or (rest is None and len(values) != fixed):
+        return False
+    if not all(match_value(p, v, bindings, matched) for p, v in zip(items, values)):
+        return False
+    remaining = tuple(values[fixed:])
+    if isinstance(rest, checked.BindRest):
+        bindings[rest.name] = remaining
+    elif isinstance(rest, checked.SameRest):
+        return same_value(bindings[rest.name], remaining)
+    return True
+
+
+def _attempt(try_match, bindings: Bindings, matched: list) -> bool:
+    """Runs `try_match` on copies; keeps its writes only if it matches (for backtracking)."""
+    trial, mark = dict(bindings), len(matched)
+    if try_match(trial, matched):
+        bindings.update(trial)
+        return True
+    del matched[mark:]
+    return False
+
+
+# --- the compiler ------------------------------------------------------------------------------
+def compile_node(pattern: checked.NodePattern) -> Matcher:
     """One closure for the whole pattern; the checks a pattern does not need are not run."""
-    target = pattern.target
-    fixed = len(pattern.args)
-    exact = pattern.rest is None
+    op, target = pattern.op, pattern.target
+    packet = target if isinstance(target, OpOverloadPacket) else None
     keyword_names = frozenset(name for name, _ in pattern.kwargs)
-    checks = [(i, _compile_arg(p)) for i, p in enumerate(pattern.args)
-              if not isinstance(p, checked.Anything)]
-    keyword_checks = [(name, _compile_arg(p)) for name, p in pattern.kwargs]
-    rest_check = _compile_rest(pattern.rest, fixed)
+    keywords_ok = _compile_more_kwargs(pattern.more_kwargs, keyword_names)
+    arguments = _compile_sequence(pattern.args, pattern.rest)
+    keyword_checks = [(name, compile_value(p)) for name, p in pattern.kwargs]
+    commutative = pattern.commutative
+    by_name = op == "call_method"
+    entry_shared = pattern.shared
 
-    def matcher(node: torch.fx.Node, bindings: Bindings) -> bool:
-        if node.target is not target or node.op != "call_function":
-            return False
-        args = node.args
-        if (len(args) != fixed) if exact else (len(args) < fixed):
-            return False
-        kwargs = node.kwargs
-        if (kwargs.keys() != keyword_names) if kwargs or keyword_names else False:
-            return False
-        for index, check in checks:
-            if not check(args[index], bindings):
-                return False
-        if rest_check is not None and not rest_check(args, bindings):
+    def check_arguments(args, kwargs, bindings, matched) -> bool:
+        if not arguments(args, bindings, matched):
             return False
         for name, check in keyword_checks:
-            if not check(kwargs[name], bindings):
+            if not check(kwargs[name], bindings, matched):
                 return False
+        return True
+
+    def matcher(node: torch.fx.Node, bindings: Bindings, matched: list) -> bool:
+        node_target = node.target
+        if node_target is not target and (
+                node_target != target if by_name else
+                packet is None or getattr(node_target, "overloadpacket", None) is not packet):
+            return False
+        if node.op != op:
+            return False
+        kwargs = node.kwargs
+        if keywords_ok is None:
+            if (kwargs.keys() != keyword_names) if kwargs or keyword_names else False:
+                return False
+        elif not keywords_ok(kwargs, bindings):
+            return False
+        args = node.args
+        if not commutative:  # a failure's writes are the caller's to drop
+            if not check_arguments(args, kwargs, bindings, matched):
+                return False
+        elif not _attempt(lambda b, m: check_arguments(args, kwargs, b, m), bindings, matched):
+            if not (len(args) == 2 and _attempt(
+                    lambda b, m: check_arguments((args[1], args[0]), kwargs, b, m),
+                    bindings, matched)):
+                return False
+        matched.append((node, entry_shared))
         return True
 
     matcher.__qualname__ = f"match<{pattern.span.where}>"
     return matcher
 
 
-def _compile_arg(pattern: checked.ArgPattern) -> Callable[[object, Bindings], bool]:
+def compile_value(pattern: checked.ArgPattern) -> Callable[[object, Bindings, list], bool]:
     if isinstance(pattern, checked.Anything):
-        return lambda value, bindings: True
+        return lambda value, bindings, matched: True
     if isinstance(pattern, checked.Bind):
         name = pattern.name
 
-        def bind(value, bindings):
+        def bind(value, bindings, matched):
             bindings[name] = value
             return True
 
         return bind
     if isinstance(pattern, checked.Same):
         name = pattern.name
-        return lambda value, bindings: same_value(bindings[name], value)
-    expected = pattern.value
-    return lambda value, bindings: same_value(expected, value)
+        return lambda value, bindings, matched: same_value(bindings[name], value)
+    if isinstance(pattern, checked.Equals):
+        expected = pattern.value
+        return lambda value, bindings, matched: same_value(expected, value)
+    if isinstance(pattern, checked.BindNode):
+        inner, name = compile_value(pattern.pattern), pattern.name
+
+        def bind_node(value, bindings, matched):
+            if not inner(value, bindings, matched):
+                return False
+            bindings[name] = value
+            return True
+
+        return bind_node
+    if isinstance(pattern, checked.OneOf):
+        options = [compile_value(option) for option in pattern.options]
+        return lambda value, bindings, matched: any(
+            _attempt(lambda b, m, option=option: option(value, b, m), bindings, matched)
+            for option in options)
+    if isinstance(pattern, checked.ListPattern):
+        sequence = _compile_sequence(pattern.items, pattern.rest)
+        return lambda value, bindings, matched: isinstance(value, (list, tuple)) and sequence(
+            value, bindings, matched)
+    node_matcher = compile_node(pattern)
+    return lambda value, bindings, matched: isinstance(value, torch.fx.Node) and node_matcher(
+        value, bindings, matched)
 
 
-def _compile_rest(pattern: checked.RestPattern | None, start: int):
+def _compile_more_kwargs(more, named: frozenset):
+    """None for exact keywords; else a check that the named ones are there, binding the rest."""
+    if more is None:
+        return None
+
+    def others(kwargs) -> dict:
+        return {name: value for name, value in kwargs.items() if name not in named}
+
+    if isinstance(more, checked.AnyRest):
+        return lambda kwargs, bindings: named <= kwargs.keys()
+    name = more.name
+    if isinstance(more, checked.BindRest):
+        def bind_keywords(kwargs, bindings):
+            if not named <= kwargs.keys():
+                return False
+            bindings[name] = others(kwargs)
+            return True
+
+        return bind_keywords
+    return lambda kwargs, bindings: named <= kwargs.keys() and bindings[name] == others(kwargs)
+
+
+def _compile_sequence(items, rest):
+    fixed = len(items)
+    exact = rest is None
+    checks = [(i, compile_value(p)) for i, p in enumerate(items)
+              if not isinstance(p, checked.Anything)]
+    rest_check = _compile_rest(rest, fixed)
+
+    def sequence(values, bindings, matched) -> bool:
+        if (len(values) != fixed) if exact else (len(values) < fixed):
+            return False
+        for index, check in checks:
+            if not check(values[index], bindings, matched):
+                return False
+        return rest_check is None or rest_check(values, bindings)
+
+    return sequence
+
+
+def _compile_rest(pattern, start: int):
     if pattern is None or isinstance(pattern, checked.AnyRest):
         return None
     name = pattern.name
     if isinstance(pattern, checked.BindRest):
-        def bind_rest(args, bindings):
-            bindings[name] = tuple(args[start:])
+        def bind_rest(values, bindings):
+            bindings[name] = tuple(values[start:])
             return True
 
         return bind_rest
-    return lambda args, bindings: same_value(bindings[name], tuple(args[start:]))
+    return lambda values, bindings: same_value(bindings[name], tuple(values[start:]))

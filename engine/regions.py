@@ -32,7 +32,7 @@ import torch.fx
 
 from . import checked
 from .graph_errors import Problem
-from .match import Matcher, compile_call
+from .match import Matcher, compile_node
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,11 @@ class StructureIndex:
         self.by_closer: dict[object, BracketKind] = {}
         self.segments: dict[object, SegmentKind] = {}
         for rule in rules:
+            if rule.is_dag:
+                continue
             pattern = rule.pattern
-            closer = None if pattern.is_segment else compile_call(pattern.closer)
-            compiled = CompiledRule(rule, compile_call(pattern.opener), closer)
+            closer = None if pattern.is_segment else compile_node(pattern.closer)
+            compiled = CompiledRule(rule, compile_node(pattern.opener), closer)
             if pattern.is_segment:
                 kind = self.segments.setdefault(pattern.opener.target,
                                                 SegmentKind(pattern.opener.target))
@@ -188,6 +190,8 @@ class StructureIndex:
         """Rules whose markers cannot share one stack with the others' (as rule, message)."""
         found = []
         for rule in rules:
+            if rule.is_dag:
+                continue
             pattern = rule.pattern
             role = "segment" if pattern.is_segment else "opener"
             others = self._roles(pattern.opener.target) - {role}
@@ -363,7 +367,7 @@ def _candidates(rules: list[CompiledRule], opener: torch.fx.Node) -> list[Candid
     found = []
     for compiled in rules:
         bindings: dict = {}
-        if compiled.opener(opener, bindings):
+        if compiled.opener(opener, bindings, []):
             if compiled.rule.pattern.binder is not None:
                 bindings[compiled.rule.pattern.binder] = opener
             found.append(Candidate(compiled.rule, bindings))
@@ -372,7 +376,7 @@ def _candidates(rules: list[CompiledRule], opener: torch.fx.Node) -> list[Candid
 
 def _closes(candidate: Candidate, closer: torch.fx.Node, kind: BracketKind) -> bool:
     compiled = next(c for c in kind.rules if c.rule is candidate.rule)
-    return compiled.closer(closer, candidate.bindings)
+    return compiled.closer(closer, candidate.bindings, [])
 
 
 def find_regions(nodes, index: StructureIndex) -> tuple[list[Item], list[Problem]]:

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+from torch._ops import OpOverload, OpOverloadPacket
+
 from . import ast, checked
 from .diagnostics import Diagnostic, Note, Span
 from .guards import BUILTINS
 from .names import Resolved, ResolveError, resolve
+from .schemas import check_call
+
+_TEMPLATE_FUNCTION_HOMES = ("operator", "_operator", "math")
+_ANY_NODE = checked.NodePattern("call_function", None, (), checked.AnyRest(), (), None)
 
 
 @dataclass
@@ -70,29 +77,26 @@ class _Checker:
             self.rule_spans[rule.name] = rule.name_span
         before = len(self.diagnostics)
         bindings: dict[str, _Binding] = {}
-        pattern = self.check_region(scope, rule.pattern, bindings)
+        if isinstance(rule.pattern, ast.Dag):
+            pattern = self.check_dag(scope, rule.pattern, bindings)
+        else:
+            pattern = self.check_region(scope, rule.pattern, bindings)
         guards = tuple(self.check_guard(scope, guard, bindings) for guard in rule.guards)
-        action = self.check_action(scope, rule.action, bindings)
+        action = self.check_action(scope, rule, pattern, bindings)
         if len(self.diagnostics) > before:
             return None
         return checked.Rule(rule.name, rule.span, pattern, guards, action)
 
-    # --- patterns ----------------------------------------------------------------------------
+    # --- region patterns -----------------------------------------------------------------------
     def check_region(self, scope, region: ast.Region, bindings) -> checked.RegionPattern:
-        opener = self.check_call_pattern(scope, region.opener, bindings)
+        opener = self.node_pattern(scope, region.opener, bindings, marker=True)
         binder = None
         if region.binder is not None:
             binder = region.binder.name
-            if binder in bindings:
-                previous = bindings[binder].span
-                self.error(region.binder.span,
-                           f"`${binder}` names the opener node and cannot also be one of its "
-                           "arguments", Note(previous, "also bound here"))
-            else:
-                bindings[binder] = _Binding("value", region.binder.span)
+            self.bind_node(region.binder, bindings, "the opener node")
         if region.closer is None:
             return checked.RegionPattern(binder, opener, None, None)
-        closer = self.check_call_pattern(scope, region.closer, bindings)
+        closer = self.node_pattern(scope, region.closer, bindings, marker=True)
         if opener.target is not None and opener.target is closer.target:
             self.error(region.closer.callee_span,
                        "a region's closer must call something other than its opener")
@@ -100,28 +104,89 @@ class _Checker:
                      if binder is not None and arg == checked.Same(binder)), None)
         return checked.RegionPattern(binder, opener, closer, link)
 
-    def check_call_pattern(self, scope, call: ast.Call, bindings) -> checked.CallPattern:
-        target = self.callee(scope, call, ("op", "function", "hop"), "a pattern")
-        args: list = []
-        rest = None
+    def bind_node(self, var: ast.Var, bindings, what: str) -> None:
+        """`$var = ...`: binds the node the pattern on the right matched."""
+        if var.name in bindings:
+            self.error(var.span, f"`${var.name}` names {what} and cannot also be bound inside it "
+                                 "or before it", Note(bindings[var.name].span, "also bound here"))
+        else:
+            bindings[var.name] = _Binding("value", var.span)
+
+    # --- DAG patterns --------------------------------------------------------------------------
+    def check_dag(self, scope, dag: ast.Dag, bindings) -> checked.DagPattern:
+        roots = []
+        for index, root in enumerate(dag.roots):
+            earlier = set(bindings)
+            var, inner = (root.var, root.inner) if isinstance(root, ast.Bound) else (None, root)
+            pattern = self.arg_pattern(scope, inner, bindings, marker=False)
+            if not _is_node_pattern(pattern):
+                self.error(_span_of(inner), "a pattern's root must be a call, such as `relu($x)`")
+            elif index > 0 and not _uses(pattern, earlier):
+                self.error(_span_of(inner), "each root after the first must use a variable bound "
+                                            "by an earlier one, so that the match is connected")
+            if var is not None:
+                self.bind_node(var, bindings, "a root")
+            roots.append((var.name if var is not None else None, pattern))
+        return checked.DagPattern(tuple(roots))
+
+    def node_pattern(self, scope, expr, bindings, marker: bool) -> checked.NodePattern:
+        """A call, method call, `commutative` call or `shared` one, checked as a pattern."""
+        shared = isinstance(expr, ast.Shared)
+        if shared:
+            expr = expr.inner
+            if not isinstance(expr, (ast.Call, ast.Method, ast.Commutative)):
+                self.error(_span_of(expr), "`shared` applies to a call")
+                return _ANY_NODE
+        commutative = isinstance(expr, ast.Commutative)
+        if commutative:
+            expr = expr.call
+        if isinstance(expr, ast.Method):
+            op, target = "call_method", self.method_name(expr)
+            args = (expr.receiver, *expr.args)
+        else:
+            op, target = "call_function", self.callee(scope, expr, ("op", "function", "hop"),
+                                                      "a pattern")
+            args = expr.args
+        positional, rest, kwargs, more = self.arguments(scope, args, bindings, marker)
+        if commutative and (len(positional) != 2 or rest is not None):
+            self.error(expr.span, "`commutative` needs a call of exactly two positional "
+                                  "arguments")
+        if more is None:
+            self.check_schema(target, len(positional), rest is not None, kwargs, expr)
+        return checked.NodePattern(op, target, positional, rest, kwargs, expr.span,
+                                   commutative, shared, more)
+
+    def arguments(self, scope, args, bindings, marker: bool):
+        """(positional patterns, `*` rest, keyword patterns, `**` rest) of a call or list."""
+        positional: list = []
+        rest = more = None
         kwargs: dict[str, object] = {}
-        for arg in call.args:
+        for arg in args:
+            if isinstance(arg, (ast.StarStarVar, ast.StarStarWildcard)):
+                if more is not None:
+                    self.error(arg.span, "one `**` pattern is enough")
+                more = checked.AnyRest() if isinstance(arg, ast.StarStarWildcard) else (
+                    checked.SameRest(arg.name) if self.use_variable(arg, "keywords", bindings)
+                    else checked.BindRest(arg.name))
+                continue
+            if more is not None:
+                self.error(_span_of(arg), "nothing can follow a `**` pattern")
             if isinstance(arg, ast.Keyword):
                 if arg.name in kwargs:
                     self.error(arg.span, f"keyword `{arg.name}` appears twice")
-                kwargs[arg.name] = self.arg_pattern(scope, arg.value, bindings)
+                kwargs[arg.name] = self.arg_pattern(scope, arg.value, bindings, marker)
                 continue
             if kwargs:
-                self.error(arg.span, "a positional argument cannot follow a keyword argument")
+                self.error(_span_of(arg), "a positional argument cannot follow a keyword argument")
             if rest is not None:
-                self.error(arg.span, "nothing can follow a `*` pattern but keywords")
+                self.error(_span_of(arg), "nothing can follow a `*` pattern but keywords")
             if isinstance(arg, (ast.StarVar, ast.StarWildcard)):
                 rest = self.rest_pattern(arg, bindings)
             else:
-                args.append(self.arg_pattern(scope, arg, bindings))
-        return checked.CallPattern(target, tuple(args), rest, tuple(kwargs.items()), call.span)
+                positional.append(self.arg_pattern(scope, arg, bindings, marker))
+        return tuple(positional), rest, tuple(kwargs.items()), more
 
-    def arg_pattern(self, scope, arg, bindings) -> checked.ArgPattern:
+    def arg_pattern(self, scope, arg, bindings, marker: bool) -> checked.ArgPattern:
         if isinstance(arg, ast.Var):
             if self.use_variable(arg, "value", bindings):
                 return checked.Same(arg.name)
@@ -130,11 +195,46 @@ class _Checker:
             return checked.Anything()
         if isinstance(arg, (ast.Literal, ast.Constant)):
             return checked.Equals(self.constant(scope, arg))
+        if marker and isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared,
+                                       ast.Bound, ast.ListExpr, ast.Alternatives)):
+            self.error(_span_of(arg), "the arguments of a region's markers are plain values: "
+                                      "variables, `_` and literals")
+            return checked.Anything()
+        if isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared)):
+            return self.node_pattern(scope, arg, bindings, marker)
+        if isinstance(arg, ast.Bound):
+            pattern = self.arg_pattern(scope, arg.inner, bindings, marker)
+            self.bind_node(arg.var, bindings, "a node of the pattern")
+            return checked.BindNode(arg.var.name, pattern)
+        if isinstance(arg, ast.ListExpr):
+            items, rest, kwargs, more = self.arguments(scope, arg.items, bindings, marker)
+            if kwargs or more is not None:
+                self.error(arg.span, "a list holds values, not keywords")
+            return checked.ListPattern(items, rest)
+        if isinstance(arg, ast.Alternatives):
+            return self.alternatives(scope, arg, bindings)
         if isinstance(arg, ast.Keyword):
             self.error(arg.span, "a keyword argument cannot be nested in another")
-            return checked.Anything()
-        self.error(arg.span, "a `*` pattern cannot be a keyword's value")
+        else:
+            self.error(_span_of(arg), "a `*` pattern belongs among a call's arguments")
         return checked.Anything()
+
+    def alternatives(self, scope, alternatives: ast.Alternatives, bindings) -> checked.OneOf:
+        """Each option is checked from the bindings before it; all must bind the same new
+        variables, so that whichever matches, the rest of the rule can use them."""
+        options, new_names = [], []
+        for option in alternatives.options:
+            trial = dict(bindings)
+            options.append(self.arg_pattern(scope, option, trial, marker=False))
+            new_names.append({name: trial[name] for name in trial if name not in bindings})
+        first = new_names[0]
+        for option, names in zip(alternatives.options[1:], new_names[1:]):
+            if set(names) != set(first):
+                odd = sorted(set(names) ^ set(first))[0]
+                self.error(_span_of(option), f"every alternative must bind the same variables; "
+                                             f"`${odd}` is bound by some and not others")
+        bindings.update(first)
+        return checked.OneOf(tuple(options))
 
     def rest_pattern(self, arg, bindings) -> checked.RestPattern:
         if isinstance(arg, ast.StarWildcard):
@@ -153,6 +253,16 @@ class _Checker:
             self.error(var.span, _kind_clash(var.name, binding.kind),
                        Note(binding.span, "bound here"))
         return True
+
+    def method_name(self, method: ast.Method) -> str:
+        if method.name.startswith("_") or not callable(getattr(torch.Tensor, method.name, None)):
+            self.error(method.name_span, f"`{method.name}` is not a public method of tensors")
+        return method.name
+
+    def check_schema(self, target, positional: int, more: bool, kwargs, node: ast.Call) -> None:
+        problem = check_call(target, positional, more, {name for name, _ in kwargs})
+        if problem is not None:
+            self.error(node.span, problem)
 
     # --- guards ------------------------------------------------------------------------------
     def check_guard(self, scope, guard: ast.Guard, bindings) -> checked.Guard:
@@ -180,16 +290,51 @@ class _Checker:
         return checked.Const(self.constant(scope, operand))
 
     # --- actions -----------------------------------------------------------------------------
-    def check_action(self, scope, action, bindings) -> checked.Action:
-        if isinstance(action, ast.Inline):
-            return checked.Inline(action.span)
+    def check_action(self, scope, rule: ast.Rule, pattern, bindings) -> checked.Action:
+        action = rule.action
+        dag = isinstance(pattern, checked.DagPattern)
         if isinstance(action, ast.Erase):
             return checked.Erase(action.span)
+        if isinstance(action, (ast.Inline, ast.Outline)) and dag:
+            self.error(action.span, "`outline` and `inline` take a region; a DAG pattern is "
+                                    "`replace`d or `erase`d")
+        if isinstance(action, ast.Inline):
+            return checked.Inline(action.span)
+        if isinstance(action, ast.Replace):
+            return self.check_replace(scope, action, pattern, bindings)
         hop = self.callee(scope, action.hop, ("hop",), "`outline with`")
-        args = [self.template_arg(scope, arg, bindings) for arg in action.hop.args]
+        args = [self.template_arg(scope, arg, bindings, nested=False) for arg in action.hop.args]
         return checked.Outline(hop, tuple(a for a in args if a is not None), action.span)
 
-    def template_arg(self, scope, arg, bindings) -> checked.TemplateArg | None:
+    def check_replace(self, scope, action: ast.Replace, pattern, bindings) -> checked.Replace:
+        if not isinstance(pattern, checked.DagPattern):
+            self.error(action.span, "`replace` takes a DAG pattern; a region is outlined, "
+                                    "inlined or erased")
+            return checked.Replace((), action.span)
+        root_names = [name for name, _ in pattern.roots]
+        replacements = []
+        for var, template in action.replacements:
+            if var is None:
+                if len(pattern.roots) > 1:
+                    self.error(action.span, "this pattern has several roots: say which each "
+                                            "template replaces, as in `replace $a with ..., $b "
+                                            "with ...`")
+                index = 0
+            elif var.name not in root_names:
+                self.error(var.span, f"`${var.name}` is not a root of the pattern; roots are "
+                                     "named as in `match $a = f($x), $b = g($x)`")
+                continue
+            else:
+                index = root_names.index(var.name)
+                if any(done == index for done, _ in replacements):
+                    self.error(var.span, f"`${var.name}` is replaced twice")
+            built = self.template_arg(scope, template, bindings, nested=True)
+            if built is not None:
+                replacements.append((index, built))
+        return checked.Replace(tuple(replacements), action.span)
+
+    def template_arg(self, scope, arg, bindings, nested: bool) -> checked.TemplateArg | None:
+        """A value a template builds: a bound variable, a literal, or (`nested`) a call."""
         if isinstance(arg, (ast.Var, ast.StarVar)):
             kind = "rest" if isinstance(arg, ast.StarVar) else "value"
             binding = bindings.get(arg.name)
@@ -203,11 +348,51 @@ class _Checker:
             return checked.Splat(arg.name) if kind == "rest" else checked.Value(arg.name)
         if isinstance(arg, (ast.Literal, ast.Constant)):
             return checked.Const(self.constant(scope, arg))
+        if nested and isinstance(arg, (ast.Call, ast.Method)):
+            return self.node_template(scope, arg, bindings)
+        if nested and isinstance(arg, ast.ListExpr):
+            items = [self.template_arg(scope, item, bindings, nested) for item in arg.items]
+            return checked.ListTemplate(tuple(item for item in items if item is not None))
         if isinstance(arg, ast.Keyword):
             self.error(arg.span, "`outline with` passes arguments by position only")
-            return None
-        self.error(arg.span, "`_` matches anything; it cannot build a value")
+        elif isinstance(arg, (ast.Wildcard, ast.StarWildcard)):
+            self.error(arg.span, "`_` matches anything; it cannot build a value")
+        else:
+            self.error(_span_of(arg), "a template builds values: variables, literals and calls, "
+                                      "not alternatives, `shared`, `commutative` or `$x = ...`")
         return None
+
+    def node_template(self, scope, expr, bindings) -> checked.NodeTemplate | None:
+        if isinstance(expr, ast.Method):
+            op, target, args = "call_method", self.method_name(expr), (expr.receiver, *expr.args)
+        else:
+            op, args = "call_function", expr.args
+            target = self.callee(scope, expr, ("op", "function"), "a template")
+            if target is not None and not isinstance(target, (OpOverload, OpOverloadPacket)) \
+                    and getattr(target, "__module__", "") not in _TEMPLATE_FUNCTION_HOMES:
+                self.error(expr.callee_span, f"a template calls ops (`torch.ops...`), `operator` "
+                                             f"or `math` functions; `{expr.callee}` is none")
+        positional, kwargs, more = [], {}, False
+        for arg in args:
+            if isinstance(arg, ast.Keyword):
+                kwargs[arg.name] = self.template_arg(scope, arg.value, bindings, nested=True)
+            elif isinstance(arg, ast.StarStarVar):
+                binding = bindings.get(arg.name)
+                if binding is None or binding.kind != "keywords":
+                    self.error(arg.span, f"`**${arg.name}` needs keywords bound by `**${arg.name}` "
+                                         "in the pattern")
+                kwargs[None] = checked.Splat(arg.name)
+                more = True
+            else:
+                more = more or isinstance(arg, ast.StarVar)
+                positional.append(self.template_arg(scope, arg, bindings, nested=True))
+        count = sum(1 for arg in positional if not isinstance(arg, checked.Splat))
+        named = tuple((name, value) for name, value in kwargs.items() if name is not None)
+        self.check_schema(target, count, more, named, expr)
+        if any(arg is None for arg in positional) or any(v is None for v in kwargs.values()):
+            return None
+        return checked.NodeTemplate(op, target, tuple(positional), tuple(kwargs.items()),
+                                    expr.span)
 
     # --- names -------------------------------------------------------------------------------
     def callee(self, scope, call: ast.Call, kinds: tuple[str, ...], where: str):
@@ -248,7 +433,38 @@ _KIND_WORDS = {
 def _kind_clash(name: str, bound_kind: str) -> str:
     if bound_kind == "rest":
         return f"`${name}` holds several arguments (`*${name}`); it cannot stand for one"
+    if bound_kind == "keywords":
+        return f"`${name}` holds keyword arguments (`**${name}`); use it as `**${name}`"
     return f"`${name}` holds one value; `*${name}` would spread several"
+
+
+def _span_of(node) -> Span:
+    return node.span
+
+
+def _is_node_pattern(pattern) -> bool:
+    if isinstance(pattern, checked.BindNode):
+        return _is_node_pattern(pattern.pattern)
+    if isinstance(pattern, checked.OneOf):
+        return all(_is_node_pattern(option) for option in pattern.options)
+    return isinstance(pattern, checked.NodePattern)
+
+
+def _uses(pattern, names: set[str]) -> bool:
+    """Does the pattern refer to any of these already-bound variables?"""
+    if isinstance(pattern, (checked.Same, checked.SameRest)):
+        return pattern.name in names
+    if isinstance(pattern, checked.NodePattern):
+        parts = (*pattern.args, pattern.rest, *(p for _, p in pattern.kwargs))
+    elif isinstance(pattern, checked.ListPattern):
+        parts = (*pattern.items, pattern.rest)
+    elif isinstance(pattern, checked.OneOf):
+        parts = pattern.options
+    elif isinstance(pattern, checked.BindNode):
+        parts = (pattern.pattern,)
+    else:
+        return False
+    return any(_uses(part, names) for part in parts if part is not None)
 
 
 def check_files(files: list[ast.RuleFile]) -> tuple[list[checked.Rule], list[Diagnostic]]:

@@ -99,7 +99,8 @@ def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
     if "ELLIPSIS" in wanted and error.token.type == "NAME":
         return ": a region is written `opener(...) ... closer(...)`; the `...` is missing"
     if {"OUTLINE", "INLINE", "ERASE"} <= wanted and "ELLIPSIS" not in wanted:
-        return ": a rule needs an action after its pattern: `outline with hop(...)`, `inline` or `erase`"
+        return (": a rule needs an action after its pattern: `outline with hop(...)`, "
+                "`inline`, `erase` or `replace with ...`")
     if wanted == {"COLON"}:
         return ": a rule's name is followed by `:`"
     if "COMPARISON" in wanted:
@@ -174,6 +175,40 @@ class _ToAst(Transformer):
         opener, _ellipsis, *closer = children
         return ast.Region(self.span(meta), binder, opener, closer[0] if closer else None)
 
+    def dag(self, meta, roots):
+        return ast.Dag(self.span(meta), tuple(roots))
+
+    def bound(self, meta, children):
+        var, inner = children
+        return ast.Bound(self.span(meta), ast.Var(_span(self.source, var), var[1:]), inner)
+
+    def method(self, meta, children):
+        receiver, name, *args = children
+        return ast.Method(self.span(meta), receiver, str(name), _span(self.source, name),
+                          tuple(a for a in args if a is not None))
+
+    def list(self, meta, items):
+        return ast.ListExpr(self.span(meta), tuple(i for i in items if i is not None))
+
+    def alternatives(self, meta, options):
+        return ast.Alternatives(self.span(meta), tuple(options))
+
+    def shared(self, meta, children):
+        return ast.Shared(self.span(meta), children[0])
+
+    def commutative(self, meta, children):
+        return ast.Commutative(self.span(meta), children[0])
+
+    def replace(self, meta, children):
+        return ast.Replace(self.span(meta), ((None, children[0]),))
+
+    def replace_each(self, meta, replacements):
+        return ast.Replace(self.span(meta), tuple(replacements))
+
+    def replacement(self, meta, children):
+        var, template = children
+        return ast.Var(_span(self.source, var), var[1:]), template
+
     def where(self, meta, guards):
         return guards
 
@@ -211,6 +246,12 @@ class _ToAst(Transformer):
 
     def star_wildcard(self, meta, children):
         return ast.StarWildcard(self.span(meta))
+
+    def star_star_var(self, meta, children):
+        return ast.StarStarVar(self.span(meta), children[0][1:])
+
+    def star_star_wildcard(self, meta, children):
+        return ast.StarStarWildcard(self.span(meta))
 
     def keyword(self, meta, children):
         name, value = children

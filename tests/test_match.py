@@ -1,5 +1,5 @@
-"""Call patterns: the compiled matchers agree with the reference interpreter, and both mean
-what the README says."""
+"""Region marker patterns: the compiled matchers agree with the reference interpreter, and
+both mean what the README says. (DAG patterns: tests/test_dag.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.fx
 
 import engine
-from engine.match import compile_call, match_call, same_value
+from engine.match import compile_node, match_node, same_value
 from tests.graphs import ENTER, EXIT
 
 HEADER = """
@@ -71,11 +71,11 @@ NODES = _nodes()
 @pytest.mark.parametrize("name", list(PATTERNS))
 def test_compiled_matcher_agrees_with_interpreter(name):
     pattern = OPENERS[name]
-    compiled = compile_call(pattern)
+    compiled = compile_node(pattern)
     for node in NODES:
         interpreted, fast = {}, {}
-        expected = match_call(pattern, node, interpreted)
-        assert compiled(node, fast) == expected, node.format_node()
+        expected = match_node(pattern, node, interpreted, [])
+        assert compiled(node, fast, []) == expected, node.format_node()
         if expected:
             assert interpreted.keys() == fast.keys()
             assert all(same_value(interpreted[k], fast[k]) for k in interpreted)
@@ -102,23 +102,23 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", list(PATTERNS))
 def test_pattern_semantics(name):
-    matched = {i for i, node in enumerate(NODES[:len(ARGS)]) if match_call(OPENERS[name], node, {})}
+    matched = {i for i, node in enumerate(NODES[:len(ARGS)]) if match_node(OPENERS[name], node, {}, [])}
     assert matched == EXPECTED[name]
 
 
 def test_bindings_hold_what_they_name():
     bindings = {}
-    assert match_call(OPENERS["keyword_var"], NODES[7], bindings)
+    assert match_node(OPENERS["keyword_var"], NODES[7], bindings, [])
     assert bindings == {"rest": (torch.bfloat16,), "c": False}
     bindings = {}
-    assert match_call(OPENERS["four_vars"], NODES[3], bindings)
+    assert match_node(OPENERS["four_vars"], NODES[3], bindings, [])
     assert bindings == {"d": "cpu", "t": None, "on": False, "c": None}
 
 
 def test_a_pattern_never_matches_another_target_or_op():
     for pattern in OPENERS.values():
-        assert not match_call(pattern, NODES[-2], {})  # _exit_autocast
-        assert not match_call(pattern, NODES[-1], {})  # call_method
+        assert not match_node(pattern, NODES[-2], {}, [])  # _exit_autocast
+        assert not match_node(pattern, NODES[-1], {}, [])  # call_method
 
 
 @pytest.mark.parametrize("a, b, same", [
