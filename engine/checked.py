@@ -224,6 +224,12 @@ class Replace:
     replacements: tuple[tuple[int, TemplateArg], ...]
     span: Span
 
+    def template_for(self, root: int) -> TemplateArg | None:
+        for index, template in self.replacements:
+            if index == root:
+                return template
+        return None
+
 
 Action = Union[Outline, Inline, Erase, Replace]
 

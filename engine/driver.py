@@ -13,8 +13,10 @@ DAG rules then, on every graph of the resulting tree, bottom-up: each pass finds
 one graph in one scan and copies the graph once with them applied, until a pass finds none
 (a bound on the number of passes stops rules that keep firing, with an error naming them).
 
-Unchanged modules are reused as they are; new ones compile on first use, except the top one,
-which compiles once at the end.
+Unchanged modules are reused as they are. New ones are torch's `_LazyGraphModule`s: each
+compiles its Python code once, the first time it is called or its code is read, and not at all
+when nobody needs it (an ExportedProgram wraps the graph in a module of its own, Inductor traces
+it again): compiling a graph costs more than rewriting it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import torch
 import torch.fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
-from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from . import checked
 from .actions import Rewriter
@@ -146,8 +147,6 @@ class RuleSet:
         module = self._build(plan, report, context, {})
         if self.dags:
             module = self._rewrite_dags(module, "", report, context, {})
-        if isinstance(module, _LazyGraphModule):  # the top one compiles now, once
-            module = _compiled(module)
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, gm, module)
@@ -193,7 +192,7 @@ class RuleSet:
         builder = GraphBuilder(plan.module, built)
         builder.graph._codegen = plan.module.graph._codegen
         builder.emit(plan.items, Rewriter(self.index.markers, record, plan.path), context)
-        return builder.to_module(template=plan.module, lazy=True)
+        return builder.to_module(template=plan.module)
 
     # --- DAG rules -------------------------------------------------------------------------------
     def _rewrite_dags(self, module, path: str, report: Report, context: Context,
@@ -243,14 +242,6 @@ def _still_firing(matches, max_passes: int, path: str) -> Problem:
     return Problem(f"DAG rules still match after {max_passes} passes over one graph; each "
                    f"undoes or feeds another. Firing in the last pass: {rules}",
                    tuple(match.roots[0] for match in matches[:3]), path)
-
-
-def _compiled(module: _LazyGraphModule) -> torch.fx.GraphModule:
-    """A plain GraphModule for a lazy one: what callers of `apply` get, compiled once."""
-    compiled = torch.fx.GraphModule(module, module.graph)
-    compiled.meta = module.meta
-    compiled.train(module.training)
-    return compiled
 
 
 def _note(item: Region | Segment) -> str:

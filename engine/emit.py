@@ -110,19 +110,16 @@ class GraphBuilder:
             name = f"{base}_{index}"
         return name
 
-    def to_module(self, template: torch.fx.GraphModule | None = None,
-                  lazy: bool | None = None) -> torch.fx.GraphModule:
+    def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
         """The new graph as a module, taking `template`'s meta and training flag if given.
 
-        It compiles now only when asked (`lazy=False`; the default for a rebuilt module, one
-        with a `template`). An outlined submodule compiles on first use instead (torch's
-        `_LazyGraphModule`, as Dynamo and Inductor use): `GraphModule` recompiles every child
-        GraphModule each time an enclosing one compiles, so eager children would compile once
-        per level of nesting, and an exported program that is only saved never needs their
-        Python code at all.
+        It is torch's `_LazyGraphModule`, as Dynamo and Inductor make: its Python code compiles
+        on first use. Compiling costs more than rewriting; an exported program or an Inductor
+        compile never needs this module's code; and `GraphModule` recompiles every child
+        GraphModule each time an enclosing one compiles, so eager submodules would compile once
+        per level of nesting.
         """
-        lazy = template is None if lazy is None else lazy
-        module = (_LazyGraphModule if lazy else torch.fx.GraphModule)(self.attrs, self.graph)
+        module = _LazyGraphModule(self.attrs, self.graph)
         if template is not None:
             module.meta = copy.copy(template.meta)
             module.train(template.training)

@@ -119,3 +119,42 @@ def _signatures_equal(comparison: _Comparison, a, b, signature_a, signature_b) -
                 same_arg = node_x is not None and comparison.nodes.get(node_x) is node_y
             if not (same_kind and same_arg):
                 raise _Mismatch(f"signature {side}: {x} vs {y}")
+
+
+def dag_difference(a: torch.fx.GraphModule, b: torch.fx.GraphModule) -> str | None:
+    """None if the two graphs compute the same DAG, whatever order their nodes stand in.
+
+    Nodes are paired from the outputs back to the placeholders (which pair by position) by op,
+    target, arguments, and value type where both record one (torch's subgraph rewriter records
+    none for the nodes it makes); the nodes no output reaches (asserts, say) must agree as a
+    multiset of (op, target). For rewrites that place new nodes differently, as torch's
+    matchers do. Nested graphs are not looked into.
+    """
+    pairs: dict[torch.fx.Node, torch.fx.Node] = {}
+    placeholders = zip((n for n in a.graph.nodes if n.op == "placeholder"),
+                       (n for n in b.graph.nodes if n.op == "placeholder"))
+    pairs.update(placeholders)
+    work = [(a.graph.output_node(), b.graph.output_node())]
+    while work:
+        x, y = work.pop()
+        if x in pairs:
+            if pairs[x] is not y:
+                return f"`{x.name}` pairs with both `{pairs[x].name}` and `{y.name}`"
+            continue
+        if (x.op, x.target) != (y.op, y.target):
+            return f"`{x.format_node()}` vs `{y.format_node()}`"
+        if "val" in x.meta and "val" in y.meta and \
+                format_type(x.meta["val"]) != format_type(y.meta["val"]):
+            return f"`{x.name}` vs `{y.name}`: meta['val'] differs"
+        pairs[x] = y
+        left, right = [], []
+        shape_x = torch.fx.map_arg((x.args, x.kwargs), lambda n: left.append(n) or None)
+        shape_y = torch.fx.map_arg((y.args, y.kwargs), lambda n: right.append(n) or None)
+        if shape_x != shape_y or len(left) != len(right):
+            return f"`{x.format_node()}` vs `{y.format_node()}`: arguments differ"
+        work.extend(zip(left, right))
+    rest_a = sorted(str((n.op, n.target)) for n in a.graph.nodes if n not in pairs)
+    rest_b = sorted(str((n.op, n.target)) for n in b.graph.nodes if n not in pairs.values())
+    if rest_a != rest_b:
+        return f"nodes no output reaches differ: {rest_a[:3]} vs {rest_b[:3]}"
+    return None

@@ -7,6 +7,10 @@ names, and a rule file cannot add any):
   the top of a graph, `torch.is_grad_enabled()` when the rules are applied (what torch's
   set-grad pass compares with); inside an outlined segment, or one whose marker stays, the mode
   its `_set_grad_enabled` marker sets; inside an outlined bracket, the mode at its opener.
+- `dtype($x)`, `shape($x)`, `rank($x)`, `device($x)`: of the tensor a node's value is (its
+  `meta["val"]`, or Dynamo's `meta["example_value"]`). Of a value that is not a tensor, or a
+  node without a recorded value, they are unknown, and a guard that reads one does not hold,
+  whatever it compares. `shape` is a list, to compare with `shape($y)`.
 
 `Context` carries the state of each segment kind (the arguments of its last marker) into the
 bodies the driver builds; the built-ins read it.
@@ -19,6 +23,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 import torch
+import torch.fx
 
 from . import checked
 from .match import same_value
@@ -48,17 +53,50 @@ class Builtin:
     doc: str
 
 
+def _tensor(value):
+    """The fake tensor a node stands for, or None."""
+    if isinstance(value, torch.fx.Node):
+        value = value.meta.get("val", value.meta.get("example_value"))
+    return value if isinstance(value, torch.Tensor) else None
+
+
+UNKNOWN = object()  # what a built-in gives of a value it cannot read
+
+
+def _of_tensor(read):
+    def builtin(context, value):
+        tensor = _tensor(value)
+        return UNKNOWN if tensor is None else read(tensor)
+
+    return builtin
+
+
 BUILTINS: dict[str, Builtin] = {
     "grad_enabled": Builtin(0, lambda context: context.grad_enabled(),
-                            "the grad mode the region's nodes run under if left inline"),
+                            "the grad mode the region's nodes run under"),
+    "dtype": Builtin(1, _of_tensor(lambda t: t.dtype), "the dtype of a node's value"),
+    "shape": Builtin(1, _of_tensor(lambda t: list(t.shape)), "the shape of a node's value"),
+    "rank": Builtin(1, _of_tensor(lambda t: t.dim()), "the number of dimensions of it"),
+    "device": Builtin(1, _of_tensor(lambda t: t.device.type), "its device type, as 'cpu'"),
 }
+
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+          ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 def holds(guards, bindings: dict, context: Context) -> bool:
     """Do all of a rule's `where` guards hold for these bindings, in this context?"""
     for guard in guards:
-        same = same_value(_value(guard.left, bindings, context), _value(guard.right, bindings, context))
-        if same != (guard.op == "=="):
+        left, right = _value(guard.left, bindings, context), _value(guard.right, bindings, context)
+        if left is UNKNOWN or right is UNKNOWN:
+            return False
+        if guard.op in _ORDER:
+            try:
+                if not _ORDER[guard.op](left, right):
+                    return False
+            except TypeError:  # values that do not compare, such as a dtype and a number
+                return False
+        elif same_value(left, right) != (guard.op == "=="):
             return False
     return True
 

@@ -14,8 +14,6 @@ Within one match, equal template calls are built once.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.fx
 from torch._guards import detect_fake_mode
@@ -43,6 +41,7 @@ def rewrite_graph(module: torch.fx.GraphModule, matches: list[DagMatch],
             gone.update(match.roots)
         roots.update({root: (match, index) for index, root in enumerate(match.roots)})
     builds: dict[int, _Build] = {}
+    overloads: dict[tuple, object] = {}  # shared by the whole graph: resolving is not cheap
     for node in module.graph.nodes:
         if node in gone or node.op == "get_attr":
             continue
@@ -50,33 +49,47 @@ def rewrite_graph(module: torch.fx.GraphModule, matches: list[DagMatch],
         template = None
         if entry is not None:
             match, index = entry
-            template = dict(match.rule.action.replacements).get(index)
+            template = match.rule.action.template_for(index)
         if template is None:
             builder.copy(node)
             continue
-        build = builds.setdefault(id(match), _Build(builder, match, path))
+        build = builds.get(id(match))
+        if build is None:
+            build = builds[id(match)] = _Build(builder, match, path, overloads)
         builder.env[node] = build.value(template, root=node)
-    return builder.to_module(template=module, lazy=True)
+    return builder.to_module(template=module)
 
 
 def _frozen(value):
-    """A hashable stand-in for built arguments, nodes by identity."""
+    """A hashable stand-in for built arguments (nodes hash by identity)."""
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_frozen(v) for v in value))
+        return (type(value), tuple(_frozen(v) for v in value))
     if isinstance(value, dict):
         return tuple((k, _frozen(v)) for k, v in value.items())
-    if isinstance(value, torch.fx.Node):
-        return ("node", id(value))
-    return (type(value).__name__, repr(value))
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))
+    return value
+
+
+def _signature(value):
+    """What picks an overload: for each argument, tensor or its Python type."""
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_signature(v) for v in value))
+    if isinstance(value, dict):
+        return tuple((k, _signature(v)) for k, v in value.items())
+    return torch.Tensor if isinstance(value, torch.Tensor) else type(value)
 
 
 class _Build:
     """The nodes one match's templates make, built once each."""
 
-    def __init__(self, builder: GraphBuilder, match: DagMatch, path: str):
+    def __init__(self, builder: GraphBuilder, match: DagMatch, path: str, overloads: dict):
         self.builder = builder
         self.match = match
         self.path = path
+        self.overloads = overloads
         self.made: dict[tuple, torch.fx.Node] = {}
         # A matched node's arguments as built here: templates that repeat it reuse its meta.
         self.repeats = {}
@@ -120,9 +133,9 @@ class _Build:
             return self.made[key]
         node = self.builder.graph.create_node(template.op, target, args, kwargs)
         source = root if root is not None else self.repeats.get(key)
-        if source is not None:
-            node.meta.update({k: copy.copy(source.meta[k]) for k in _CARRIED_META
-                              if k in source.meta})
+        if source is not None:  # shared, as FX's own node_copy shares meta values
+            meta = source.meta
+            node.meta.update({k: meta[k] for k in _CARRIED_META if k in meta})
         else:
             self._propagate(node, template)
         self.made[key] = node
@@ -145,6 +158,9 @@ class _Build:
 
     def _overload(self, packet: OpOverloadPacket, args, kwargs, template) -> object:
         fake_args, fake_kwargs = self._fake(args, kwargs)
+        key = (packet, _signature((fake_args, fake_kwargs)))
+        if key in self.overloads:
+            return self.overloads[key]
         try:
             if fake_args is None:
                 raise RuntimeError("an argument has no recorded value")
@@ -153,7 +169,8 @@ class _Build:
                                                     **fake_kwargs)
         except RuntimeError as error:
             self._fail(template, f"cannot tell which overload of `{packet}` to call: {error}")
-        return getattr(packet, name)
+        self.overloads[key] = getattr(packet, name)
+        return self.overloads[key]
 
     def _propagate(self, node: torch.fx.Node, template: checked.NodeTemplate) -> None:
         fake_args, fake_kwargs = self._fake(node.args, node.kwargs)
