@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Union
 
 from .diagnostics import Span
-from .dump import format_target, format_value
 
 
 # --- argument patterns ---------------------------------------------------------------------
@@ -249,49 +248,3 @@ class Rule:
     @property
     def where(self) -> str:
         return f"{self.span.source.path}:{self.span.line}"
-
-
-# --- text ------------------------------------------------------------------------------------
-def describe_rule(rule: Rule) -> str:
-    """The checked rule as text, names resolved: what `engine check --verbose` prints."""
-    pattern = rule.pattern
-    binder = f"${pattern.binder} = " if pattern.binder else ""
-    closer = "" if pattern.closer is None else " " + _describe_call(pattern.closer)
-    kind = "  # a segment: to the next marker of its kind" if pattern.is_segment else ""
-    lines = [f"rule {rule.name}  # {rule.where}",
-             f"    match {binder}{_describe_call(pattern.opener)} ...{closer}{kind}"]
-    if rule.guards:
-        lines.append("    where " + " and ".join(
-            f"{_describe_operand(g.left)} {g.op} {_describe_operand(g.right)}" for g in rule.guards))
-    action = rule.action
-    if isinstance(action, Outline):
-        args = ", ".join(_describe_operand(arg) for arg in action.args)
-        lines.append(f"    outline with {format_target(action.hop)}({args})"
-                     "  # then the submodule, then the region's inputs")
-    else:
-        lines.append("    inline" if isinstance(action, Inline) else "    erase")
-    return "\n".join(lines)
-
-
-def _describe_call(call: NodePattern) -> str:
-    parts = [_describe_arg(arg) for arg in call.args]
-    if call.rest is not None:
-        parts.append("*_" if isinstance(call.rest, AnyRest) else f"*${call.rest.name}")
-    parts += [f"{name}={_describe_arg(arg)}" for name, arg in call.kwargs]
-    return f"{format_target(call.target)}({', '.join(parts)})"
-
-
-def _describe_arg(arg: ArgPattern) -> str:
-    if isinstance(arg, Anything):
-        return "_"
-    if isinstance(arg, (Bind, Same)):
-        return f"${arg.name}"
-    return format_value(arg.value)
-
-
-def _describe_operand(arg: Operand) -> str:
-    if isinstance(arg, Const):
-        return format_value(arg.value)
-    if isinstance(arg, BuiltinCall):
-        return f"{arg.name}({', '.join(_describe_operand(a) for a in arg.args)})"
-    return f"*${arg.name}" if isinstance(arg, Splat) else f"${arg.name}"

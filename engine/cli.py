@@ -3,12 +3,13 @@
 Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
 stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
 
-    engine apply RULES... FILE.py:NAME [-o OUT.pt2] [--diff]
+    engine apply RULES... MODEL [-o OUT.pt2] [--diff]
     engine check RULES... [--verbose]
-    engine dump FILE.py:NAME
+    engine dump MODEL
 
-`FILE.py:NAME` names a callable in a Python file that returns `(module, args)`,
-`(module, args, kwargs)` or `(module, args, kwargs, dynamic_shapes)`.
+MODEL is `FILE.py:NAME`, a callable in a Python file that returns `(module, args)`,
+`(module, args, kwargs)` or `(module, args, kwargs, dynamic_shapes)`, captured with torch's HOP
+passes off; or a saved `FILE.pt2`, an ExportedProgram as torch.export made it.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser(
         "apply", help="capture a model, apply rules, print the result",
-        usage="engine apply [-h] [-o OUT.pt2] [--diff] [--traceback] RULES... FILE.py:NAME",
-        description="Capture FILE.py:NAME with torch.export (HOP passes off), apply the rule "
-                    "files, print the canonical dump of the result and, on stderr, what each "
-                    "rule matched.")
-    apply.add_argument("paths", nargs="+", metavar="RULES... FILE.py:NAME",
-                       help="rule files, then the model")
+        usage="engine apply [-h] [-o OUT.pt2] [--diff] [--traceback] RULES... MODEL",
+        description="Capture MODEL (FILE.py:NAME, with torch.export's HOP passes off) or load "
+                    "it (FILE.pt2), apply the rule files, print the canonical dump of the result "
+                    "and, on stderr, what each rule matched.")
+    apply.add_argument("paths", nargs="+", metavar="RULES... MODEL",
+                       help="rule files, then the model: FILE.py:NAME or FILE.pt2")
     apply.add_argument("-o", "--output", metavar="OUT.pt2", help="save the rewritten program")
     apply.add_argument("--diff", action="store_true", help="print a unified before/after diff")
     apply.add_argument("--traceback", action="store_true", help="show Python tracebacks")
@@ -73,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
 
     dump = commands.add_parser(
         "dump", help="print the raw captured graph of a model",
-        description="Capture FILE.py:NAME with torch.export (HOP passes off) and print its "
-                    "canonical dump, markers included.")
-    dump.add_argument("model", metavar="FILE.py:NAME")
+        description="Capture FILE.py:NAME with torch.export (HOP passes off), markers included, "
+                    "or load FILE.pt2, and print its canonical dump.")
+    dump.add_argument("model", metavar="MODEL", help="FILE.py:NAME or FILE.pt2")
     dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     dump.set_defaults(run=_dump)
     return parser
@@ -87,7 +88,7 @@ def _apply(options) -> int:
 
     *rule_paths, target = options.paths
     if not rule_paths:
-        raise UsageError("expected rule files, then the model as FILE.py:NAME")
+        raise UsageError("expected rule files, then the model as FILE.py:NAME or FILE.pt2")
     rules = engine.load_rules(*_existing(rule_paths))
     program = _capture(target)
     rewritten, report = rules.rewrite_program(program)
@@ -96,7 +97,7 @@ def _apply(options) -> int:
         before = engine.dump(program)
         sys.stdout.writelines(difflib.unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True),
-            f"{target} (captured)", f"{target} (rewritten)"))
+            f"{target} (before)", f"{target} (after)"))
     else:
         sys.stdout.write(after)
     print(report.render(rules.rules), file=sys.stderr)
@@ -109,7 +110,7 @@ def _apply(options) -> int:
 
 
 def _check(options) -> int:
-    from engine.checked import describe_rule
+    from engine.describe import describe_rule
     from engine.diagnostics import render_all
     from engine.load import check_rules
 
@@ -140,8 +141,15 @@ def _existing(paths: list[str]) -> list[str]:
 
 
 def _capture(target: str):
+    """The program of MODEL: a saved .pt2 loaded, or FILE.py:NAME captured."""
     import engine
 
+    if target.endswith(".pt2"):
+        if not Path(target).is_file():
+            raise UsageError(f"no such program: {target}")
+        import torch
+
+        return torch.export.load(target)
     module, args, kwargs, dynamic_shapes = load_model(target)
     return engine.capture(module, args, kwargs, dynamic_shapes)
 
@@ -150,7 +158,7 @@ def load_model(target: str):
     """`FILE.py:NAME` -> (module, args, kwargs, dynamic_shapes), from what NAME() returns."""
     file, sep, name = target.rpartition(":")
     if not sep or not file.endswith(".py") or not name:
-        raise UsageError(f"expected FILE.py:NAME, got `{target}`")
+        raise UsageError(f"expected FILE.py:NAME or FILE.pt2, got `{target}`")
     path = Path(file)
     if not path.is_file():
         raise UsageError(f"no such model file: {file}")

@@ -13,33 +13,37 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 def check_call(op: object, positional: int, more: bool, keywords: set[str]) -> str | None:
     if isinstance(op, OpOverload):
-        return _check_overload(op, positional, more, keywords)
+        problem = _check_overload(op, positional, more, keywords)
+        return None if problem is None else f"`{op}` {problem}"
     if isinstance(op, OpOverloadPacket):
-        problems = [_check_overload(getattr(op, name), positional, more, keywords)
-                    for name in op.overloads()]
-        if not problems or any(problem is None for problem in problems):
+        problems = {name: _check_overload(getattr(op, name), positional, more, keywords)
+                    for name in op.overloads()}
+        if not problems or None in problems.values():
             return None
-        return f"no overload of `{op}` takes this call ({problems[0]} for `{op}.{op.overloads()[0]}`)"
+        name, problem = next(iter(problems.items()))
+        if len(problems) == 1:
+            return f"`{op}.{name}` {problem}"
+        return f"no overload of `{op}` takes this call (`{op}.{name}` {problem})"
     return None
 
 
 def _check_overload(op: OpOverload, positional: int, more: bool, keywords: set[str]) -> str | None:
+    """Why this overload does not take the call, as a phrase after its name; or None."""
     arguments = op._schema.arguments
     names = [argument.name for argument in arguments]
     takes = [argument for argument in arguments if not argument.kwarg_only]
     if positional > len(takes):
-        return f"`{op}` takes {len(takes)} positional argument{'s' * (len(takes) != 1)}, " \
-               f"not {positional}"
+        return f"takes {len(takes)} positional argument{'s' * (len(takes) != 1)}, not {positional}"
     unknown = sorted(keywords - set(names))
     if unknown:
-        return f"`{op}` has no argument `{unknown[0]}` (it has {', '.join(names)})"
+        return f"has no argument `{unknown[0]}`; it has {', '.join(names)}"
     twice = sorted(keywords & {argument.name for argument in takes[:positional]})
     if twice:
-        return f"`{twice[0]}` is given twice, by position and by name"
+        return f"gets `{twice[0]}` twice, by position and by name"
     if not more:
         given = {argument.name for argument in takes[:positional]} | keywords
         missing = [argument.name for argument in arguments
                    if argument.name not in given and not argument.has_default_value()]
         if missing:
-            return f"`{op}` needs `{missing[0]}`"
+            return f"needs `{missing[0]}`"
     return None

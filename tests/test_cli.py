@@ -38,7 +38,7 @@ def test_apply_prints_the_rewritten_program_and_the_report(capsys):
 def test_apply_diff_shows_before_and_after(capsys):
     status, out, _ = run(capsys, "apply", RULES, EXAMPLE, "--diff")
     assert status == 0
-    assert out.splitlines()[0].endswith("(captured)")
+    assert out.splitlines()[0].endswith("(before)")
     assert any(line.startswith("-    _enter_autocast") for line in out.splitlines())
     assert any(line.startswith("+    submod_1 = get_attr(submod_1)") for line in out.splitlines())
 

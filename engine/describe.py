@@ -1,0 +1,102 @@
+"""Checked rules -> text, with every name resolved: what `engine check --verbose` prints.
+
+Input: `checked.Rule`s. Output: each rule as the language would write it, with the full dotted
+name of each op in place of the file's short one, so a reader sees what the rule really matches.
+"""
+
+from __future__ import annotations
+
+from . import checked
+from .dump import format_target, format_value
+
+
+def describe_rule(rule: checked.Rule) -> str:
+    lines = [f"rule {rule.name}  # {rule.where}", "    match " + _pattern(rule.pattern)]
+    if rule.guards:
+        lines.append("    where " + " and ".join(
+            f"{_operand(g.left)} {g.op} {_operand(g.right)}" for g in rule.guards))
+    lines.append("    " + _action(rule))
+    return "\n".join(lines)
+
+
+def _pattern(pattern) -> str:
+    if isinstance(pattern, checked.DagPattern):
+        return ", ".join((f"${name} = " if name else "") + _arg(root)
+                         for name, root in pattern.roots)
+    binder = f"${pattern.binder} = " if pattern.binder else ""
+    if pattern.is_segment:
+        return f"{binder}{_arg(pattern.opener)} ...  # a segment: to the next marker of its kind"
+    return f"{binder}{_arg(pattern.opener)} ... {_arg(pattern.closer)}"
+
+
+def _action(rule: checked.Rule) -> str:
+    action = rule.action
+    if isinstance(action, checked.Outline):
+        args = ", ".join(_operand(arg) for arg in action.args)
+        return (f"outline with {format_target(action.hop)}({args})"
+                "  # then the submodule, then the region's inputs")
+    if isinstance(action, checked.Replace):
+        names = [name for name, _ in rule.pattern.roots]
+        parts = [(f"${names[index]} " if len(names) > 1 else "") + f"with {_template(t)}"
+                 for index, t in action.replacements]
+        return "replace " + ", ".join(parts)
+    return "inline" if isinstance(action, checked.Inline) else "erase"
+
+
+def _arg(pattern) -> str:
+    if isinstance(pattern, checked.Anything):
+        return "_"
+    if isinstance(pattern, (checked.Bind, checked.Same)):
+        return f"${pattern.name}"
+    if isinstance(pattern, checked.Equals):
+        return format_value(pattern.value)
+    if isinstance(pattern, checked.BindNode):
+        return f"${pattern.name} = {_arg(pattern.pattern)}"
+    if isinstance(pattern, checked.OneOf):
+        return " | ".join(_arg(option) for option in pattern.options)
+    if isinstance(pattern, checked.ListPattern):
+        return "[" + ", ".join(_arguments(pattern.items, pattern.rest, (), None)) + "]"
+    return _node(pattern)
+
+
+def _node(pattern: checked.NodePattern) -> str:
+    prefix = ("shared " if pattern.shared else "") + ("commutative " if pattern.commutative else "")
+    args = _arguments(pattern.args, pattern.rest, pattern.kwargs, pattern.more_kwargs)
+    if pattern.op == "call_method":
+        return f"{prefix}{args[0]}.{pattern.target}({', '.join(args[1:])})"
+    return f"{prefix}{format_target(pattern.target)}({', '.join(args)})"
+
+
+def _arguments(items, rest, kwargs, more) -> list[str]:
+    parts = [_arg(item) for item in items]
+    if rest is not None:
+        parts.append("*" + _rest(rest))
+    parts += [f"{name}={_arg(value)}" for name, value in kwargs]
+    if more is not None:
+        parts.append("**" + _rest(more))
+    return parts
+
+
+def _rest(rest) -> str:
+    return "_" if isinstance(rest, checked.AnyRest) else f"${rest.name}"
+
+
+def _template(template) -> str:
+    if isinstance(template, checked.NodeTemplate):
+        args = [_template(arg) for arg in template.args]
+        args += [(f"{name}=" if name else "**") + _template(value)
+                 for name, value in template.kwargs]
+        if template.op == "call_method":
+            return f"{args[0]}.{template.target}({', '.join(args[1:])})"
+        return f"{format_target(template.target)}({', '.join(args)})"
+    if isinstance(template, checked.ListTemplate):
+        return "[" + ", ".join(_template(item) for item in template.items) + "]"
+    return _operand(template)
+
+
+def _operand(operand) -> str:
+    if isinstance(operand, checked.Const):
+        return format_value(operand.value)
+    if isinstance(operand, checked.BuiltinCall):
+        return f"{operand.name}({', '.join(_operand(a) for a in operand.args)})"
+    return f"*${operand.name}" if isinstance(operand, checked.Splat) else f"${operand.name}"
