@@ -7,9 +7,10 @@ context there. Output: nodes in that graph. The first candidate rule (in file or
 - `outline with hop(...)`: a submodule called through `hop` (`engine.outline`); a segment's
   body is built in the state its marker sets;
 - `inline`: the markers go, the nodes stay, in the state of the surrounding body;
+- `keep`: the region stays as it is, as one no rule takes;
 - `erase`: the markers and the nodes go; an error if anything after uses a value made there.
 
-A region no rule takes stays as it is, its markers copied. A piece of a bracket that a segment
+A region kept, or that no rule takes, stays as it is, its markers copied. A piece of a bracket that a segment
 marker cut gets copies of the bracket's opener and closer, re-entering and leaving it as torch's
 `split_module` does; a continued segment gets a copy of the marker whose state it carries on.
 """
@@ -44,6 +45,9 @@ class Rewriter:
             return
         self.record(choice.rule, item)
         action = choice.rule.action
+        if isinstance(action, checked.Keep):
+            self._leave(builder, item, inner)
+            return
         if isinstance(action, checked.Outline):
             self.outliner(builder, item, action, choice.bindings, partition, inner, self)
         elif isinstance(action, checked.Inline):

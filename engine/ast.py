@@ -215,6 +215,13 @@ class Inline:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """`keep`: leave the region as it is; a rule that only declares structure."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
 class Erase:
     """`erase`: drop the markers and every node between them."""
 
@@ -238,7 +245,7 @@ class Replace:
 
 
 Pattern = Union[Region, Dag]
-Action = Union[Outline, Inline, Erase, Replace]
+Action = Union[Outline, Inline, Keep, Erase, Replace]
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,27 @@ class BindNode:
 ArgPattern = Union[Bind, Same, Anything, Equals, NodePattern, ListPattern, OneOf, BindNode]
 
 
+def inner_patterns(pattern) -> tuple:
+    """The patterns directly inside one: a call's arguments and rests, a list's items, options."""
+    if isinstance(pattern, NodePattern):
+        parts = (*pattern.args, pattern.rest, *(p for _, p in pattern.kwargs), pattern.more_kwargs)
+    elif isinstance(pattern, ListPattern):
+        parts = (*pattern.items, pattern.rest)
+    elif isinstance(pattern, OneOf):
+        parts = pattern.options
+    elif isinstance(pattern, BindNode):
+        parts = (pattern.pattern,)
+    else:
+        parts = ()
+    return tuple(part for part in parts if part is not None)
+
+
+def variables(pattern, kinds: tuple[type, ...]) -> list[str]:
+    """The names of the variable occurrences of these kinds (`Same`, `Bind`...) in a pattern."""
+    found = [pattern.name] if isinstance(pattern, kinds) else []
+    return found + [name for part in inner_patterns(pattern) for name in variables(part, kinds)]
+
+
 @dataclass(frozen=True)
 class DagPattern:
     """Roots, each with the variable naming it (or None): the outputs of the match."""
@@ -210,6 +231,14 @@ class Inline:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """Leave the region as it is: the rule declares structure (a bracket a segment marker
+    cuts is re-entered piece by piece, markers copied), and takes the region from later rules."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
 class Erase:
     """Drop the markers and every node between them (none may be used after)."""
 
@@ -230,7 +259,7 @@ class Replace:
         return None
 
 
-Action = Union[Outline, Inline, Erase, Replace]
+Action = Union[Outline, Inline, Keep, Erase, Replace]
 
 
 @dataclass(frozen=True)

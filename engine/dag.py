@@ -104,26 +104,11 @@ def _root_keys(pattern) -> list:
 
 
 def _referenced(pattern) -> list[str]:
-    return _walk(pattern, (checked.Same, checked.SameRest))
+    return checked.variables(pattern, (checked.Same, checked.SameRest))
 
 
 def _bound(pattern) -> list[str]:
-    return _walk(pattern, (checked.Bind, checked.BindRest, checked.BindNode))
-
-
-def _walk(pattern, kinds) -> list[str]:
-    found = [pattern.name] if isinstance(pattern, kinds) else []
-    if isinstance(pattern, checked.NodePattern):
-        parts = (*pattern.args, pattern.rest, *(p for _, p in pattern.kwargs))
-    elif isinstance(pattern, checked.ListPattern):
-        parts = (*pattern.items, pattern.rest)
-    elif isinstance(pattern, checked.OneOf):
-        parts = pattern.options
-    elif isinstance(pattern, checked.BindNode):
-        parts = (pattern.pattern,)
-    else:
-        parts = ()
-    return found + [name for part in parts if part is not None for name in _walk(part, kinds)]
+    return checked.variables(pattern, (checked.Bind, checked.BindRest, checked.BindNode))
 
 
 def find_matches(nodes, index: DagIndex, context: Context) -> list[DagMatch]:

@@ -40,6 +40,8 @@ def _action(rule: checked.Rule) -> str:
         parts = [(f"${names[index]} " if len(names) > 1 else "") + f"with {_template(t)}"
                  for index, t in action.replacements]
         return "replace " + ", ".join(parts)
+    if isinstance(action, checked.Keep):
+        return "keep"
     return "inline" if isinstance(action, checked.Inline) else "erase"
 
 

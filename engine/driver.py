@@ -149,7 +149,7 @@ class RuleSet:
             module = self._rewrite_dags(module, "", report, context, {})
         signature = graph_signature
         if graph_signature is not None and module is not gm:
-            signature = _follow_outputs(graph_signature, gm, module)
+            signature = _follow_outputs(graph_signature, module)
         return Rewrite(module, signature, report)
 
     # --- planning ------------------------------------------------------------------------------
@@ -270,13 +270,13 @@ def _collector_paused():
             gc.enable()
 
 
-def _follow_outputs(signature: ExportGraphSignature, old: torch.fx.GraphModule,
+def _follow_outputs(signature: ExportGraphSignature,
                     new: torch.fx.GraphModule) -> ExportGraphSignature:
-    """A new signature whose output specs name the new graph's output nodes; inputs unchanged."""
-    old_outputs = old.graph.output_node().args[0]
+    """A new signature whose output specs name the new graph's output nodes (a rewrite keeps
+    the outputs in their places, renaming some); inputs unchanged."""
     new_outputs = new.graph.output_node().args[0]
     specs = []
-    for spec, old_value, new_value in zip(signature.output_specs, old_outputs, new_outputs):
+    for spec, new_value in zip(signature.output_specs, new_outputs, strict=True):
         if isinstance(new_value, torch.fx.Node) and getattr(spec.arg, "name", None) != new_value.name:
             spec = dataclasses.replace(spec, arg=dataclasses.replace(spec.arg, name=new_value.name))
         specs.append(spec)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 import torch.fx
-from torch._guards import detect_fake_mode
 from torch._ops import OpOverloadPacket
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils import _pytree as pytree
 
 from . import checked
@@ -58,6 +58,10 @@ def rewrite_graph(module: torch.fx.GraphModule, matches: list[DagMatch],
             build = builds[id(match)] = _Build(builder, match, path, overloads)
         builder.env[node] = build.value(template, root=node)
     return builder.to_module(template=module)
+
+
+def _root_name(root: torch.fx.Node | None, match: DagMatch) -> str:
+    return (root or match.roots[0]).name
 
 
 def _frozen(value):
@@ -105,7 +109,14 @@ class _Build:
             return template.value
         if isinstance(template, checked.Value):
             bound = self.match.bindings[template.name]
-            return torch.fx.map_arg(bound, self.builder.value)
+            try:
+                return torch.fx.map_arg(bound, self.builder.value)
+            except KeyError:  # a node the graph has only after the root being replaced
+                raise GraphError([Problem(
+                    f"rule `{self.match.rule.name}` replaces `{_root_name(root, self.match)}` "
+                    f"with a value that needs `${template.name}`, which the graph makes only "
+                    "after it", (bound,) if isinstance(bound, torch.fx.Node) else (),
+                    self.path)]) from None
         if isinstance(template, checked.ListTemplate):
             return list(self._spread(template.items))
         return self._node(template, root)
@@ -190,8 +201,12 @@ class _Build:
 
     @staticmethod
     def _mode(fake_args, fake_kwargs):
-        mode = detect_fake_mode(pytree.tree_leaves((fake_args, fake_kwargs)))
-        return mode if mode is not None else torch._subclasses.fake_tensor.FakeTensorMode()
+        """The fake mode the inputs' values belong to (not whatever tracing is under way: a
+        Dynamo backend runs inside a tracing context with a fake mode of its own)."""
+        for leaf in pytree.tree_leaves((fake_args, fake_kwargs)):
+            if isinstance(leaf, FakeTensor):
+                return leaf.fake_mode
+        return FakeTensorMode()
 
     def _fail(self, template, message: str):
         root = self.match.roots[0]

@@ -295,11 +295,13 @@ class _Checker:
         dag = isinstance(pattern, checked.DagPattern)
         if isinstance(action, ast.Erase):
             return checked.Erase(action.span)
-        if isinstance(action, (ast.Inline, ast.Outline)) and dag:
-            self.error(action.span, "`outline` and `inline` take a region; a DAG pattern is "
-                                    "`replace`d or `erase`d")
+        if isinstance(action, (ast.Inline, ast.Outline, ast.Keep)) and dag:
+            self.error(action.span, "`outline`, `inline` and `keep` take a region; a DAG "
+                                    "pattern is `replace`d or `erase`d")
         if isinstance(action, ast.Inline):
             return checked.Inline(action.span)
+        if isinstance(action, ast.Keep):
+            return checked.Keep(action.span)
         if isinstance(action, ast.Replace):
             return self.check_replace(scope, action, pattern, bindings)
         hop = self.callee(scope, action.hop, ("hop",), "`outline with`")
@@ -309,7 +311,7 @@ class _Checker:
     def check_replace(self, scope, action: ast.Replace, pattern, bindings) -> checked.Replace:
         if not isinstance(pattern, checked.DagPattern):
             self.error(action.span, "`replace` takes a DAG pattern; a region is outlined, "
-                                    "inlined or erased")
+                                    "inlined, kept or erased")
             return checked.Replace((), action.span)
         root_names = [name for name, _ in pattern.roots]
         replacements = []
@@ -452,19 +454,7 @@ def _is_node_pattern(pattern) -> bool:
 
 def _uses(pattern, names: set[str]) -> bool:
     """Does the pattern refer to any of these already-bound variables?"""
-    if isinstance(pattern, (checked.Same, checked.SameRest)):
-        return pattern.name in names
-    if isinstance(pattern, checked.NodePattern):
-        parts = (*pattern.args, pattern.rest, *(p for _, p in pattern.kwargs))
-    elif isinstance(pattern, checked.ListPattern):
-        parts = (*pattern.items, pattern.rest)
-    elif isinstance(pattern, checked.OneOf):
-        parts = pattern.options
-    elif isinstance(pattern, checked.BindNode):
-        parts = (pattern.pattern,)
-    else:
-        return False
-    return any(_uses(part, names) for part in parts if part is not None)
+    return any(name in names for name in checked.variables(pattern, (checked.Same, checked.SameRest)))
 
 
 def check_files(files: list[ast.RuleFile]) -> tuple[list[checked.Rule], list[Diagnostic]]:

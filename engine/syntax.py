@@ -100,7 +100,7 @@ def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
         return ": a region is written `opener(...) ... closer(...)`; the `...` is missing"
     if {"OUTLINE", "INLINE", "ERASE"} <= wanted and "ELLIPSIS" not in wanted:
         return (": a rule needs an action after its pattern: `outline with hop(...)`, "
-                "`inline`, `erase` or `replace with ...`")
+                "`inline`, `keep`, `erase` or `replace with ...`")
     if wanted == {"COLON"}:
         return ": a rule's name is followed by `:`"
     if "COMPARISON" in wanted:
@@ -225,6 +225,9 @@ class _ToAst(Transformer):
 
     def inline(self, meta, children):
         return ast.Inline(self.span(meta))
+
+    def keep(self, meta, children):
+        return ast.Keep(self.span(meta))
 
     def erase(self, meta, children):
         return ast.Erase(self.span(meta))

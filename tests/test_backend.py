@@ -90,3 +90,29 @@ def test_default_inner_backend_is_inductor():
     compiled = torch.compile(copy.deepcopy(model), backend=engine.backend(EXPORT))
     x = torch.randn(8, 8)
     torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_dag_rules_apply_to_dynamo_graphs_too():
+    """Dynamo's graphs hold torch-level calls: `operator.mul` and `call_method` nodes."""
+    torch._dynamo.reset()
+    recorder = Recorder()
+
+    def f(x):
+        return (x * 1).sin().sin() + x.cos()
+
+    rules = engine.rules_from_text("""
+use operator.mul
+rule times_one:
+    match mul($x, 1)
+    replace with $x
+
+rule sine_twice:
+    match $x.sin().sin()
+    replace with $x.sin().neg().neg().sin()
+""")
+    compiled = torch.compile(f, backend=engine.backend(rules, inner=recorder))
+    x = torch.randn(4)
+    torch.testing.assert_close(compiled(x), f(x))
+    (graph,) = recorder.graphs
+    text = engine.dump(graph)
+    assert "operator.mul" not in text and "method neg" in text

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine
 from engine.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

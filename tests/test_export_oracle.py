@@ -1,6 +1,7 @@
 """rules/set_grad.rw and rules/export.rw against torch.export's own HOP passes.
 
-- set_grad.rw against `replace_set_grad_with_hop_pass`, on the models without autocast;
+- set_grad.rw against `replace_set_grad_with_hop_pass`, on the grad-mode models, mixed ones
+  included (both leave autocast regions in place, re-entered where a grad marker cuts them);
 - export.rw against both passes in torch.export's order, on every model, autocast ones too.
 
 See tests/oracle.py for what each check requires; snapshots in snapshots/test_export_oracle/.
@@ -25,7 +26,8 @@ EXPORT = engine.load_rules(RULES / "export.rw")
 ALL_CASES = GRAD_CASES + MIXED_CASES + AUTOCAST_CASES
 
 
-@pytest.mark.parametrize("case", GRAD_CASES, ids=[case.name for case in GRAD_CASES])
+@pytest.mark.parametrize("case", GRAD_CASES + MIXED_CASES,
+                         ids=[case.name for case in GRAD_CASES + MIXED_CASES])
 def test_set_grad_rules_match_torch(case: Case, snapshot):
     check_against_torch(case, SET_GRAD, [replace_set_grad_with_hop_pass], snapshot,
                         "rules/set_grad.rw")

@@ -80,3 +80,19 @@ def test_algebra_keeps_what_changes_the_dtype():
     rewritten = engine.load_rules(RULES / "algebra.rw").apply_program(program)
     muls = [n for n in rewritten.graph.nodes if n.target is torch.ops.aten.mul.Tensor]
     assert sorted(n.args[1] for n in muls) == [1.0, 2]  # `n * 1.0` and `x * 2` stay
+
+
+def test_region_and_dag_rules_together_reach_every_submodule():
+    """export.rw outlines the regions; cleanup.rw then cleans inside the submodules it made."""
+    model, args = AutocastMLP(), (torch.randn(4, 16),)
+    raw = engine.capture(model, args)
+    rules = engine.load_rules(RULES / "export.rw", RULES / "cleanup.rw")
+    program, report = rules.rewrite_program(raw)
+    modules = [m for m in program.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
+    assert len(modules) == 3  # the top and two nested autocast bodies
+    targets = {n.target for m in modules for n in m.graph.nodes}
+    assert torch.ops.aten._assert_tensor_metadata.default not in targets
+    assert report.counts()["drop_metadata_asserts"] == 1
+    assert {m.module for m in report.matches if m.rule == "drop_metadata_asserts"} == {
+        "submod_1.submod_1"}
+    torch.testing.assert_close(program.module()(*args), model(*args), rtol=0, atol=0)
