@@ -10,9 +10,10 @@ context there. Output: nodes in that graph. The first candidate rule (in file or
 - `keep`: the region stays as it is, as one no rule takes;
 - `erase`: the markers and the nodes go; an error if anything after uses a value made there.
 
-A region kept, or that no rule takes, stays as it is, its markers copied. A piece of a bracket that a segment
-marker cut gets copies of the bracket's opener and closer, re-entering and leaving it as torch's
-`split_module` does; a continued segment gets a copy of the marker whose state it carries on.
+A region kept, or that no rule takes, stays as it is, its markers copied. A piece of a bracket
+that a segment marker cut gets copies of the bracket's opener and closer, re-entering and
+leaving it as torch's `split_module` does; a continued segment gets a copy of the marker whose
+state it carries on.
 """
 
 from __future__ import annotations
@@ -40,15 +41,12 @@ class Rewriter:
             inner = context.with_state(item.kind.marker, tuple(item.marker.args))
         choice = next((c for c in item.candidates if holds(c.rule.guards, c.bindings, context)),
                       None)
-        if choice is None:
-            self._leave(builder, item, inner)
-            return
-        self.record(choice.rule, item)
-        action = choice.rule.action
+        if choice is not None:
+            self.record(choice.rule, item)
+        action = choice.rule.action if choice is not None else checked.Keep(None)
         if isinstance(action, checked.Keep):
             self._leave(builder, item, inner)
-            return
-        if isinstance(action, checked.Outline):
+        elif isinstance(action, checked.Outline):
             self.outliner(builder, item, action, choice.bindings, partition, inner, self)
         elif isinstance(action, checked.Inline):
             builder.emit(item.items, self, context)

@@ -43,8 +43,9 @@ class GraphBuilder:
             nodes = old_module.graph.nodes
             self.positions = {node: index for index, node in enumerate(nodes)}
             # Attribute names the old graph uses; new submodules take other names.
-            self.taken_names = {name for node in nodes if node.op in ("get_attr", "call_module")
-                                for name in (node.target.split(".")[0], node.target.replace(".", "_"))}
+            self.taken_names = {
+                name for node in nodes if node.op in ("get_attr", "call_module")
+                for name in (node.target.split(".")[0], node.target.replace(".", "_"))}
         else:
             self.positions = parent.positions
             self.taken_names = parent.taken_names

@@ -9,16 +9,19 @@ See tests/oracle.py for what each check requires; snapshots in snapshots/test_ex
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from unittest import mock
 
 import pytest
+import torch
 from torch._export.passes.replace_autocast_with_hop_pass import replace_autocast_with_hop_pass
 from torch._export.passes.replace_set_grad_with_hop_pass import replace_set_grad_with_hop_pass
 
 import engine
 from tests.autocast_models import CASES as AUTOCAST_CASES
 from tests.grad_models import GRAD_CASES, MIXED_CASES
-from tests.oracle import Case, check_against_torch
+from tests.oracle import Case, assert_behaves_like_eager, check_against_torch, round_trip
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 SET_GRAD = engine.load_rules(RULES / "set_grad.rw")
@@ -38,3 +41,21 @@ def test_export_rules_match_torch_export(case: Case, snapshot):
     check_against_torch(case, EXPORT, [replace_set_grad_with_hop_pass,
                                        replace_autocast_with_hop_pass], snapshot,
                         "rules/export.rw")
+
+
+STAND_IN = [case for case in MIXED_CASES if case.name in (
+    "no_grad_inside_autocast", "segment_straddles_entry", "fifty_mixed_regions")]
+
+
+@pytest.mark.parametrize("case", STAND_IN, ids=[case.name for case in STAND_IN])
+def test_rules_stand_in_for_torch_passes_inside_torch_export(case: Case):
+    """The contract is torch's: `apply` can take the passes' place in torch.export itself."""
+    import torch._export.passes.replace_autocast_with_hop_pass as autocast_pass
+    import torch._export.passes.replace_set_grad_with_hop_pass as set_grad_pass
+
+    autocast = engine.load_rules(RULES / "autocast.rw")
+    model, args = case.build()
+    with mock.patch.object(set_grad_pass, "replace_set_grad_with_hop_pass", SET_GRAD.apply), \
+            mock.patch.object(autocast_pass, "replace_autocast_with_hop_pass", autocast.apply):
+        program = torch.export.export(copy.deepcopy(model), args)
+    assert_behaves_like_eager(round_trip(program), model, args, case)
