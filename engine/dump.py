@@ -23,6 +23,8 @@ from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 from torch.export import ExportedProgram
 from torch.fx.graph import dtype_abbrs
 
+from .values import MISSING, recorded
+
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -116,10 +118,8 @@ def format_value(value) -> str:
 
 def _annotation(node: torch.fx.Node) -> str:
     """The node's value type, from `meta["val"]` (export) or `meta["example_value"]` (Dynamo)."""
-    for key in ("val", "example_value"):
-        if key in node.meta:
-            return f": {format_type(node.meta[key])}"
-    return ""
+    value = recorded(node)
+    return "" if value is MISSING else f": {format_type(value)}"
 
 
 def format_type(value) -> str:

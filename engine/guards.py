@@ -27,6 +27,7 @@ import torch.fx
 
 from . import checked
 from .match import same_value
+from .values import recorded
 
 SET_GRAD_ENABLED = torch._C._set_grad_enabled
 
@@ -50,13 +51,12 @@ class Context:
 class Builtin:
     arity: int
     evaluate: Callable[..., object]  # (context, *argument values) -> value
-    doc: str
 
 
 def _tensor(value):
     """The fake tensor a node stands for, or None."""
     if isinstance(value, torch.fx.Node):
-        value = value.meta.get("val", value.meta.get("example_value"))
+        value = recorded(value, None)
     return value if isinstance(value, torch.Tensor) else None
 
 
@@ -72,12 +72,11 @@ def _of_tensor(read):
 
 
 BUILTINS: dict[str, Builtin] = {
-    "grad_enabled": Builtin(0, lambda context: context.grad_enabled(),
-                            "the grad mode the region's nodes run under"),
-    "dtype": Builtin(1, _of_tensor(lambda t: t.dtype), "the dtype of a node's value"),
-    "shape": Builtin(1, _of_tensor(lambda t: list(t.shape)), "the shape of a node's value"),
-    "rank": Builtin(1, _of_tensor(lambda t: t.dim()), "the number of dimensions of it"),
-    "device": Builtin(1, _of_tensor(lambda t: t.device.type), "its device type, as 'cpu'"),
+    "grad_enabled": Builtin(0, lambda context: context.grad_enabled()),
+    "dtype": Builtin(1, _of_tensor(lambda t: t.dtype)),
+    "shape": Builtin(1, _of_tensor(lambda t: list(t.shape))),
+    "rank": Builtin(1, _of_tensor(lambda t: t.dim())),
+    "device": Builtin(1, _of_tensor(lambda t: t.device.type)),
 }
 
 _ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,

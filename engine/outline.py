@@ -28,6 +28,7 @@ from . import checked
 from .emit import GraphBuilder, fetch_attr
 from .guards import Context
 from .regions import Region, Segment
+from .values import key_for, recorded
 
 
 class Outliner:
@@ -133,9 +134,8 @@ def _hop_meta(hop, origin: torch.fx.Node, outputs: list[torch.fx.Node]) -> dict:
         "nn_module_stack": copy.copy(origin.meta.get("nn_module_stack", {})),
         "torch_fn": (hop.__name__, f"{type(hop).__name__}.{hop.__name__}"),
     }
-    dynamo = bool(outputs) and all("val" not in v.meta and "example_value" in v.meta for v in outputs)
-    key = "example_value" if dynamo else "val"
-    meta[key] = tuple(value.meta.get(key) for value in outputs) if outputs else None
+    key = key_for(outputs)
+    meta[key] = tuple(recorded(value, None) for value in outputs) if outputs else None
     if "stack_trace" in origin.meta:
         meta["stack_trace"] = origin.meta["stack_trace"]
     return meta

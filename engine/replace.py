@@ -24,6 +24,7 @@ from . import checked
 from .dag import DagMatch
 from .emit import GraphBuilder
 from .graph_errors import GraphError, Problem
+from .values import MISSING, key_for, recorded
 
 # What a replacement node takes over from the node whose value it computes.
 _CARRIED_META = ("val", "example_value", "tensor_meta", "stack_trace", "nn_module_stack")
@@ -155,16 +156,8 @@ class _Build:
     # --- values --------------------------------------------------------------------------------
     def _fake(self, args, kwargs):
         """The arguments with nodes replaced by their fake values (None if one has none)."""
-        missing = []
-
-        def fake(node):
-            for key in ("val", "example_value"):
-                if key in node.meta:
-                    return node.meta[key]
-            missing.append(node)
-            return None
-
-        values = torch.fx.map_arg((args, kwargs), fake)
+        values = torch.fx.map_arg((args, kwargs), recorded)
+        missing = any(v is MISSING for v in pytree.tree_leaves(values))
         return (None, None) if missing else values
 
     def _overload(self, packet: OpOverloadPacket, args, kwargs, template) -> object:
@@ -187,8 +180,7 @@ class _Build:
         fake_args, fake_kwargs = self._fake(node.args, node.kwargs)
         if fake_args is None:
             return  # an input without a recorded value (a traced graph): nor will this have one
-        key = "example_value" if any("example_value" in n.meta and "val" not in n.meta
-                                     for n in node.all_input_nodes) else "val"
+        key = key_for(node.all_input_nodes)
         try:
             with self._mode(fake_args, fake_kwargs):
                 if node.op == "call_method":
