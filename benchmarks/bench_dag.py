@@ -26,7 +26,7 @@ import torch.fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import engine
-from engine.equivalence import dag_difference
+from engine.graphs.equivalence import dag_difference
 
 RULES = Path(__file__).resolve().parent / "add_relu.rw"
 aten = torch.ops.aten

@@ -34,7 +34,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx._lazy_graph_module import _LazyGraphModule
 
 import engine
-from engine.equivalence import alpha_difference
+from engine.graphs.equivalence import alpha_difference
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 aten = torch.ops.aten

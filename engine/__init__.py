@@ -5,9 +5,13 @@
     program = rules.apply_program(engine.capture(model, args))
     print(engine.dump(program))
 
-The pipeline, one module a stage: `syntax` (text -> AST) -> `sema` (AST -> checked rules) ->
-`match` and `regions` (compiled matchers, region trees) -> `outline` (the action) -> `driver`
-(modules, signatures, reports) -> `cli`.
+The packages follow the pipeline, data flowing one way:
+
+    language/   text -> AST with spans -> checked rules (names, variables, schemas, diagnostics)
+    matching/   checked rules + a graph -> compiled matchers, region trees, DAG matches, guards
+    rewriting/  matches -> decisions (rule, bindings, footprint) -> new graphs; the driver
+    frontends/  the Python API, the command line, the torch.compile backend, model capture
+    graphs/     what every stage shares about FX graphs: values, module trees, dumps, errors
 """
 
 import warnings
@@ -17,13 +21,13 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     import torch  # noqa: F401
 
-from .backend import backend
-from .capture import capture
-from .diagnostics import RuleError
-from .driver import Report, Rewrite, RuleSet
-from .dump import dump
-from .graph_errors import GraphError
-from .load import check_rules, load_rules, rules_from_text
+from .frontends.api import check_rules, load_rules, rules_from_text
+from .frontends.backend import backend
+from .frontends.capture import capture
+from .graphs.dump import dump
+from .graphs.errors import GraphError
+from .language.diagnostics import RuleError
+from .rewriting.driver import Report, Rewrite, RuleSet
 
 __all__ = [
     "GraphError",

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 import engine
-from engine import checked
-from engine.equivalence import alpha_difference
+from engine.language import checked
+from engine.graphs.equivalence import alpha_difference
 
 ENTER = torch.amp.autocast_mode._enter_autocast
 SET_GRAD = torch._C._set_grad_enabled

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.cli import main
+from engine.frontends.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = str(REPO / "rules" / "autocast.rw")

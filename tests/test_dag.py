@@ -10,8 +10,8 @@ import torch
 import torch.fx
 
 import engine
-from engine import checked
-from engine.match import compile_node, compile_value, match_node, match_value
+from engine.language import checked
+from engine.matching.match import compile_node, compile_value, match_node, match_value
 from tests.graphs import Sketch, aten
 
 USES = """

@@ -8,7 +8,7 @@ import torch
 import torch.fx
 
 import engine
-from engine.match import compile_node, match_node, same_value
+from engine.matching.match import compile_node, match_node, same_value
 from tests.graphs import ENTER, EXIT
 
 HEADER = """

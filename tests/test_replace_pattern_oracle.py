@@ -14,7 +14,7 @@ from torch import nn
 from torch.fx.subgraph_rewriter import replace_pattern
 
 import engine
-from engine.equivalence import dag_difference
+from engine.graphs.equivalence import dag_difference
 
 aten = torch.ops.aten
 USES = """

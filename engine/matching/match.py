@@ -20,7 +20,7 @@ from typing import Callable
 import torch.fx
 from torch._ops import OpOverload, OpOverloadPacket
 
-from . import checked
+from ..language import checked
 
 Bindings = dict
 Matcher = Callable[[torch.fx.Node, Bindings, list], bool]

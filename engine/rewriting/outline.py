@@ -24,11 +24,12 @@ import operator
 import torch
 import torch.fx
 
-from . import checked
-from .emit import GraphBuilder, fetch_attr
-from .guards import Context
-from .regions import Region, Segment
-from .values import key_for, recorded
+from ..language import checked
+from ..graphs.modules import fetch_attr
+from .emit import GraphBuilder
+from ..matching.guards import Context
+from ..matching.regions import Region, Segment
+from ..graphs.values import key_for, recorded
 
 
 class Outliner:

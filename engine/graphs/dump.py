@@ -23,6 +23,7 @@ from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 from torch.export import ExportedProgram
 from torch.fx.graph import dtype_abbrs
 
+from .modules import held_graphs
 from .values import MISSING, recorded
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -41,20 +42,12 @@ def _dump_modules(root: torch.fx.GraphModule) -> str:
     def visit(module: torch.fx.GraphModule, name: str) -> None:
         seen.add(id(module))
         sections.append(_dump_graph(module.graph, name))
-        for node in module.graph.nodes:
-            if node.op in ("get_attr", "call_module"):
-                child = _fetch(module, node.target)
-                if isinstance(child, torch.fx.GraphModule) and id(child) not in seen:
-                    visit(child, node.target if name == "forward" else f"{name}.{node.target}")
+        for target, child in held_graphs(module):
+            if id(child) not in seen:
+                visit(child, target if name == "forward" else f"{name}.{target}")
 
     visit(root, "forward")
     return "\n\n".join(sections) + "\n"
-
-
-def _fetch(module: torch.nn.Module, target: str):
-    for part in target.split("."):
-        module = getattr(module, part, None)
-    return module
 
 
 def _dump_graph(graph: torch.fx.Graph, name: str) -> str:

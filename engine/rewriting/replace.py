@@ -20,11 +20,11 @@ from torch._ops import OpOverloadPacket
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils import _pytree as pytree
 
-from . import checked
-from .dag import DagMatch
+from ..language import checked
+from ..matching.dag import DagMatch
 from .emit import GraphBuilder
-from .graph_errors import GraphError, Problem
-from .values import MISSING, key_for, recorded
+from ..graphs.errors import GraphError, Problem
+from ..graphs.values import MISSING, key_for, recorded
 
 # What a replacement node takes over from the node whose value it computes.
 _CARRIED_META = ("val", "example_value", "tensor_meta", "stack_trace", "nn_module_stack")

@@ -15,8 +15,8 @@ from typing import Callable, Union
 
 import torch
 
-from .driver import RuleSet
-from .load import load_rules
+from ..rewriting.driver import RuleSet
+from .api import load_rules
 
 Rules = Union[RuleSet, str, Path]
 

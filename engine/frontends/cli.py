@@ -110,9 +110,9 @@ def _apply(options) -> int:
 
 
 def _check(options) -> int:
-    from engine.describe import describe_rule
-    from engine.diagnostics import render_all
-    from engine.load import check_rules
+    from engine.language.describe import describe_rule
+    from engine.language.diagnostics import render_all
+    from engine.frontends.api import check_rules
 
     rules, diagnostics = check_rules(*_existing(options.rules))
     if diagnostics:

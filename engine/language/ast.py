@@ -1,6 +1,6 @@
 """The AST of a rule file: plain dataclasses, each carrying the span it was parsed from.
 
-Input: nothing (data definitions). Built by `engine.syntax`, read by `engine.sema`.
+Input: nothing (data definitions). Built by `engine.language.syntax`, read by `engine.language.sema`.
 Names are unresolved here: a `Call` names its callee as written, a `Constant` likewise.
 """
 

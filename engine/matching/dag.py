@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch.fx
 
-from . import checked
+from ..language import checked
 from .guards import Context, holds
 from .match import Matcher, compile_node, compile_value, index_key
 

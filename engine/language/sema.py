@@ -1,7 +1,7 @@
 """AST -> checked rules.
 
 Input: parsed `ast.RuleFile`s. Output: `checked.Rule`s and the diagnostics found on the way.
-Resolves `use` declarations through the allowlist in `engine.names`, checks that every name is
+Resolves `use` declarations through the allowlist in `engine.language.names`, checks that every name is
 declared and fits where it is used, that variables are bound once and used as what they are,
 and that rule names are unique across the files loaded together. It keeps going after an error
 so that a file's mistakes are reported together.
@@ -16,7 +16,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from . import ast, checked
 from .diagnostics import Diagnostic, Note, Span
-from .guards import BUILTINS
+from .builtins import BUILTINS
 from .names import Resolved, ResolveError, resolve
 from .schemas import check_call
 

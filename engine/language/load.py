@@ -1,8 +1,8 @@
-"""Rule files -> a `RuleSet`, or every diagnostic at once.
+"""Rule files -> checked rules, or every diagnostic at once.
 
-Input: paths of `.rw` files (or text). Output: a compiled `RuleSet`; or `RuleError` whose
-message renders every error of every file (syntax first; if all files parse, their checks),
-never a traceback. `include "other.rw"` brings another file's rules in at that point, its path
+Input: `Source`s (paths and texts of `.rw` files). Output: the checked rules in rule order and
+the diagnostics of every file (syntax first; if all files parse, their checks), never a
+traceback. `include "other.rw"` brings another file's rules in at that point, its path
 taken relative to the including file; each file is read once however often it is included, and
 each keeps its own `use` names.
 """
@@ -13,40 +13,13 @@ import os
 from pathlib import Path
 
 from . import ast, checked
-from .diagnostics import Diagnostic, RuleError, Source
-from .driver import RuleSet
-from .regions import StructureIndex
+from .diagnostics import Diagnostic, Source
 from .sema import check_files
 from .syntax import parse_source
 
 
-def load_rules(*paths: str | Path) -> RuleSet:
-    """The rules of these files, checked together and compiled; `RuleError` on any error."""
-    if not paths:
-        raise ValueError("load_rules needs at least one rule file")
-    return _rule_set([_read(str(path)) for path in paths])
-
-
-def rules_from_text(text: str, path: str = "<text>") -> RuleSet:
-    """`load_rules` for rules held in a string; diagnostics name it `path`; includes are
-    relative to the working directory."""
-    return _rule_set([Source(path, text)])
-
-
-def check_rules(*paths: str | Path) -> tuple[list[checked.Rule], list[Diagnostic]]:
-    """(checked rules, diagnostics) for the files together; rules are only usable if no errors."""
-    return check_sources([_read(str(path)) for path in paths])
-
-
-def _rule_set(sources: list[Source]) -> RuleSet:
-    rules, diagnostics = check_sources(sources)
-    if diagnostics:
-        raise RuleError(diagnostics)
-    return RuleSet(rules)
-
-
-def _read(path: str) -> Source:
-    return Source(path, Path(path).read_text())
+def read_source(path: str | Path) -> Source:
+    return Source(str(path), Path(path).read_text())
 
 
 class _Files:
@@ -72,7 +45,7 @@ class _Files:
             self.diagnostics.append(Diagnostic(include.span, f"include cycle: {cycle}"))
         elif path not in self.parsed:
             try:
-                source = _read(path)
+                source = read_source(path)
             except OSError as error:
                 self.diagnostics.append(Diagnostic(
                     include.span, f"cannot read `{path}`: {error.strerror or error}"))
@@ -109,7 +82,5 @@ def check_sources(sources: list[Source]) -> tuple[list[checked.Rule], list[Diagn
     rules, diagnostics = check_files(list(files.parsed.values()))
     if diagnostics:
         return [], diagnostics
-    rules = files.rule_order([source.path for source in sources],
-                             {rule.name: rule for rule in rules})
-    conflicts = StructureIndex(rules).conflicts(rules)
-    return rules, [Diagnostic(rule.pattern.opener.span, message) for rule, message in conflicts]
+    return files.rule_order([source.path for source in sources],
+                            {rule.name: rule for rule in rules}), []

@@ -3,7 +3,7 @@
 Input: the items of a region tree (plain nodes, regions, segments) of an old graph. Output: a
 new `fx.Graph` holding copies of the plain nodes, the attributes its `get_attr` and
 `call_module` nodes need, and the map from old nodes to new ones. Regions and segments are
-handed to a callback (`engine.actions`), which builds them, in this graph or with a child
+handed to a callback (`engine.rewriting.actions`), which builds them, in this graph or with a child
 builder for a submodule's graph.
 
 `get_attr` nodes are not copied where they stand: they are created where first used, once per
@@ -14,19 +14,15 @@ one no longer used anywhere disappears (what torch's `split_module` does too).
 from __future__ import annotations
 
 import copy
-import operator
 from typing import Callable
 
 import torch
 import torch.fx
 from torch.fx._lazy_graph_module import _LazyGraphModule
 
-from .guards import Context
-from .regions import Item, Region, Segment
-
-
-def fetch_attr(module: torch.nn.Module, target: str) -> object:
-    return operator.attrgetter(target)(module)
+from ..graphs.modules import fetch_attr
+from ..matching.guards import Context
+from ..matching.regions import Item, Region, Segment
 
 
 class GraphBuilder:

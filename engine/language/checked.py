@@ -1,4 +1,4 @@
-"""Checked rules: what `engine.sema` produces and `engine.match` compiles.
+"""Checked rules: what `engine.language.sema` produces and `engine.matching.match` compiles.
 
 Names are resolved to Python objects, every variable occurrence is classified as the one that
 binds it or a later one that must equal it, and each rule keeps its span for reports. Nothing
@@ -196,7 +196,7 @@ TemplateArg = Union[Value, Splat, Const, NodeTemplate, ListTemplate]
 # --- guards --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuiltinCall:
-    """A built-in of the `where` clause, such as `grad_enabled()` (see `engine.guards`)."""
+    """A built-in of the `where` clause, such as `grad_enabled()` (declared in `engine.language.builtins`)."""
 
     name: str
     args: tuple["Operand", ...]

@@ -4,7 +4,7 @@ Input: one region or segment of a region tree, the builder of the graph it sits 
 context there. Output: nodes in that graph. The first candidate rule (in file order) whose
 `where` guards hold in the context is the one applied:
 
-- `outline with hop(...)`: a submodule called through `hop` (`engine.outline`); a segment's
+- `outline with hop(...)`: a submodule called through `hop` (`engine.rewriting.outline`); a segment's
   body is built in the state its marker sets;
 - `inline`: the markers go, the nodes stay, in the state of the surrounding body;
 - `keep`: the region stays as it is, as one no rule takes;
@@ -18,12 +18,12 @@ state it carries on.
 
 from __future__ import annotations
 
-from . import checked
+from ..language import checked
 from .emit import GraphBuilder
-from .graph_errors import GraphError, Problem
-from .guards import Context, holds
+from ..graphs.errors import GraphError, Problem
+from ..matching.guards import Context, holds
 from .outline import Outliner
-from .regions import Region, Segment
+from ..matching.regions import Region, Segment
 
 
 class Rewriter:

@@ -34,13 +34,14 @@ import torch.fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
 
-from . import checked
+from ..language import checked
 from .actions import Rewriter
-from .dag import DagIndex, find_matches
-from .emit import GraphBuilder, fetch_attr
-from .graph_errors import GraphError, Problem, source_line
-from .guards import Context
-from .regions import Item, Region, Segment, StructureIndex, find_regions
+from ..matching.dag import DagIndex, find_matches
+from ..graphs.modules import held_graphs
+from .emit import GraphBuilder
+from ..graphs.errors import GraphError, Problem, source_line
+from ..matching.guards import Context
+from ..matching.regions import Item, Region, Segment, StructureIndex, find_regions
 from .replace import rewrite_graph
 
 
@@ -158,15 +159,10 @@ class RuleSet:
             return seen[id(module)]
         items, found = find_regions(module.graph.nodes, self.index)
         problems.extend(dataclasses.replace(problem, module=path) for problem in found)
-        children: dict[int, _Plan] = {}
-        for node in module.graph.nodes:
-            if node.op == "get_attr":
-                value = fetch_attr(module, node.target)
-                if isinstance(value, torch.fx.GraphModule) and id(value) not in children:
-                    child_path = f"{path}.{node.target}" if path else node.target
-                    children[id(value)] = self._plan(value, child_path, problems, seen)
+        children = [self._plan(child, f"{path}.{target}" if path else target, problems, seen)
+                    for target, child in held_graphs(module)]
         has_structure = any(isinstance(item, (Region, Segment)) for item in items)
-        plan = _Plan(module, path, items, has_structure, list(children.values()))
+        plan = _Plan(module, path, items, has_structure, children)
         seen[id(module)] = plan
         return plan
 
@@ -201,7 +197,7 @@ class RuleSet:
         if id(module) in done:
             return done[id(module)]
         replaced = {}
-        for target, child in _held_graphs(module):
+        for target, child in held_graphs(module):
             new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
                                      context, done)
             if new is not child:
@@ -222,17 +218,6 @@ class RuleSet:
             current = rewrite_graph(module, [], replaced, path)
         done[id(module)] = current
         return current
-
-
-def _held_graphs(module: torch.fx.GraphModule):
-    """(target, GraphModule) for each distinct GraphModule the graph fetches with `get_attr`."""
-    seen = set()
-    for node in module.graph.nodes:
-        if node.op == "get_attr":
-            value = fetch_attr(module, node.target)
-            if isinstance(value, torch.fx.GraphModule) and id(value) not in seen:
-                seen.add(id(value))
-                yield node.target, value
 
 
 def _still_firing(matches, max_passes: int, path: str) -> Problem:

@@ -1,7 +1,7 @@
-"""`where` clauses: their built-ins, the context those read, and evaluation.
+"""`where` clauses: the context their built-ins read, and evaluation.
 
-The built-ins are a small fixed set, resolved by name in `engine.sema` (they are not `use`d
-names, and a rule file cannot add any):
+The built-ins are a small fixed set, declared in `engine.language.builtins` and resolved by name
+in `engine.language.sema` (they are not `use`d names, and a rule file cannot add any):
 
 - `grad_enabled()`: the grad mode that the nodes of the body a region sits in run under. At
   the top of a graph, `torch.is_grad_enabled()` when the rules are applied (what torch's
@@ -25,9 +25,9 @@ from typing import Callable, Mapping
 import torch
 import torch.fx
 
-from . import checked
+from ..language import checked
 from .match import same_value
-from .values import recorded
+from ..graphs.values import recorded
 
 SET_GRAD_ENABLED = torch._C._set_grad_enabled
 
@@ -45,12 +45,6 @@ class Context:
     def grad_enabled(self) -> bool:
         state = self.states.get(SET_GRAD_ENABLED)
         return bool(state[0]) if state else self.ambient_grad
-
-
-@dataclass(frozen=True)
-class Builtin:
-    arity: int
-    evaluate: Callable[..., object]  # (context, *argument values) -> value
 
 
 def _tensor(value):
@@ -71,12 +65,14 @@ def _of_tensor(read):
     return builtin
 
 
-BUILTINS: dict[str, Builtin] = {
-    "grad_enabled": Builtin(0, lambda context: context.grad_enabled()),
-    "dtype": Builtin(1, _of_tensor(lambda t: t.dtype)),
-    "shape": Builtin(1, _of_tensor(lambda t: list(t.shape))),
-    "rank": Builtin(1, _of_tensor(lambda t: t.dim())),
-    "device": Builtin(1, _of_tensor(lambda t: t.device.type)),
+# One evaluator for each built-in the language declares (`engine.language.builtins`):
+# (context, *argument values) -> value.
+EVALUATORS: dict[str, Callable[..., object]] = {
+    "grad_enabled": lambda context: context.grad_enabled(),
+    "dtype": _of_tensor(lambda t: t.dtype),
+    "shape": _of_tensor(lambda t: list(t.shape)),
+    "rank": _of_tensor(lambda t: t.dim()),
+    "device": _of_tensor(lambda t: t.device.type),
 }
 
 _ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
@@ -105,5 +101,5 @@ def _value(operand, bindings: dict, context: Context):
         return operand.value
     if isinstance(operand, checked.BuiltinCall):
         args = [_value(arg, bindings, context) for arg in operand.args]
-        return BUILTINS[operand.name].evaluate(context, *args)
+        return EVALUATORS[operand.name](context, *args)
     return bindings[operand.name]

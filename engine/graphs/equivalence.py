@@ -14,7 +14,7 @@ import torch
 import torch.fx
 
 from .dump import format_type, format_value
-from .emit import fetch_attr
+from .modules import fetch_attr
 
 
 class _Mismatch(Exception):

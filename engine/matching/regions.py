@@ -30,8 +30,8 @@ from typing import Iterator, Union
 
 import torch.fx
 
-from . import checked
-from .graph_errors import Problem
+from ..language import checked
+from ..graphs.errors import Problem
 from .match import Matcher, compile_node
 
 

@@ -7,7 +7,7 @@ name of each op in place of the file's short one, so a reader sees what the rule
 from __future__ import annotations
 
 from . import checked
-from .dump import format_target, format_value
+from ..graphs.dump import format_target, format_value
 
 
 def describe_rule(rule: checked.Rule) -> str:

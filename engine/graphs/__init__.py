@@ -1,0 +1,8 @@
+"""What every stage shares about FX graphs; nothing here knows about rules.
+
+    values.py       where a node's value lives (`meta["val"]` or Dynamo's `example_value`)
+    modules.py      a module tree: fetching attributes, the graphs a graph holds
+    errors.py       problems in a graph, told with the model's own source lines
+    dump.py         a graph or program -> canonical text (snapshots, `engine dump`, diffs)
+    equivalence.py  the oracles' notions of "the same graph"
+"""
