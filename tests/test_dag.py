@@ -365,3 +365,25 @@ rule r:
     replace with add($x, 0)
 """).rewrite(gm)
     assert targets(result.module) == [operator.add]
+
+
+def test_every_builtin_the_language_declares_has_an_evaluator():
+    from engine.language.builtins import BUILTINS
+    from engine.matching.guards import EVALUATORS
+
+    assert EVALUATORS.keys() == BUILTINS.keys()
+
+
+def test_rules_apply_inside_a_graph_module_called_with_call_module():
+    inner, inputs = chain(lambda s, v, x, y: s.op(aten.neg.default, v),
+                          lambda s, v, x, y: s.op(aten.neg.default, v))
+    graph = torch.fx.Graph()
+    x, y = graph.placeholder("x"), graph.placeholder("y")
+    graph.output(graph.call_module("inner", (x, y)))
+    root = torch.nn.Module()
+    root.inner = inner
+    gm = torch.fx.GraphModule(root, graph)
+    result = rewrite("rule r:\n    match neg(neg($x))\n    replace with $x\n", gm, *inputs)
+    assert result.report.counts() == {"r": 1}
+    assert targets(result.module.inner) == []
+    assert targets(gm.inner) == [aten.neg.default, aten.neg.default]

@@ -1,16 +1,22 @@
 """Checked rules: what `engine.language.sema` produces and `engine.matching.match` compiles.
 
 Names are resolved to Python objects, every variable occurrence is classified as the one that
-binds it or a later one that must equal it, and each rule keeps its span for reports. Nothing
-here refers to text any more, except the spans.
+binds it or a later one that must equal it. Every pattern, template and guard part keeps the
+span it was written at (what `explain` points a caret at); spans take no part in equality, so
+two parts written alike are equal. Nothing here refers to text any more, except the spans.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from dataclasses import dataclass, field
+from typing import Iterator, Union
 
 from .diagnostics import Span
+
+
+def _span():
+    """Where a part was written; not part of its identity."""
+    return field(default=None, compare=False, repr=False)
 
 
 # --- argument patterns ---------------------------------------------------------------------
@@ -19,6 +25,7 @@ class Bind:
     """First sight of `$name`: binds the argument."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Same:
     """A later `$name`: the argument must be the bound value (the same node, an equal literal)."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class BindRest:
     """`*$name`: binds the remaining positional arguments as a tuple."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -40,16 +49,21 @@ class SameRest:
     """A later `*$name`: the remaining positional arguments must equal the bound tuple."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Anything:
     """`_`."""
 
+    span: Span | None = _span()
+
 
 @dataclass(frozen=True)
 class AnyRest:
     """`*_`."""
+
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Equals:
     """A literal or a `use`d constant."""
 
     value: object
+    span: Span | None = _span()
 
 
 RestPattern = Union[BindRest, SameRest, AnyRest]
@@ -86,6 +101,7 @@ class ListPattern:
 
     items: tuple["ArgPattern", ...]
     rest: RestPattern | None
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,7 @@ class OneOf:
     """Alternation: the first option that matches."""
 
     options: tuple["ArgPattern", ...]
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ class BindNode:
 
     name: str
     pattern: "ArgPattern"
+    span: Span | None = _span()
 
 
 ArgPattern = Union[Bind, Same, Anything, Equals, NodePattern, ListPattern, OneOf, BindNode]
@@ -159,6 +177,7 @@ class Value:
     """`$name` in a template: the bound value."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -166,11 +185,13 @@ class Splat:
     """`*$name` in a template: the bound tuple, spread."""
 
     name: str
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Const:
     value: object
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -188,18 +209,32 @@ class NodeTemplate:
 @dataclass(frozen=True)
 class ListTemplate:
     items: tuple["TemplateArg", ...]
+    span: Span | None = _span()
 
 
 TemplateArg = Union[Value, Splat, Const, NodeTemplate, ListTemplate]
 
 
+def template_uses(template) -> Iterator[Value | Splat]:
+    """The variable uses (`$x`, `*$xs`, `**$kw`) of a template, in the order written."""
+    if isinstance(template, (Value, Splat)):
+        yield template
+    elif isinstance(template, NodeTemplate):
+        for part in (*template.args, *(t for _, t in template.kwargs)):
+            yield from template_uses(part)
+    elif isinstance(template, ListTemplate):
+        for part in template.items:
+            yield from template_uses(part)
+
+
 # --- guards --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuiltinCall:
-    """A built-in of the `where` clause, such as `grad_enabled()` (declared in `engine.language.builtins`)."""
+    """A built-in of the `where` clause, such as `grad_enabled()` (see `language.builtins`)."""
 
     name: str
     args: tuple["Operand", ...]
+    span: Span | None = _span()
 
 
 Operand = Union[Value, Splat, Const, BuiltinCall]

@@ -19,8 +19,9 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        """Line `number` (1-based) as the parser counts lines: by "\n" alone."""
+        lines = self.text.split("\n")
+        return lines[number - 1].removesuffix("\r") if 0 < number <= len(lines) else ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class Diagnostic:
 
 
 def _render_one(span: Span, severity: str, message: str) -> str:
-    text = span.source.line(span.line)
+    # Control characters (a binary file's) would garble a terminal; each shows as one mark.
+    text = "".join(c if c.isprintable() or c == "\t" else "\ufffd"
+                   for c in span.source.line(span.line))
     # The caret covers the span on its first line; at least one character.
     width = (span.end_column if span.end_line == span.line else len(text) + 1) - span.column
     caret = " " * (span.column - 1) + "^" * max(1, width)

@@ -88,3 +88,9 @@ def _kind(dotted: str, value: object) -> str:
 
 def _allowed_module(name: str) -> bool:
     return any(name == root or name.startswith(root + ".") for root in NAMESPACES)
+
+
+def op_key(target: object) -> object:
+    """What an op is known by wherever overloads and packets meet: the op packet of an
+    overload, else the target itself (a packet, a function, a method name)."""
+    return target.overloadpacket if isinstance(target, OpOverload) else target

@@ -4,10 +4,12 @@ Input: an op (an `OpOverload`, or an `OpOverloadPacket` whose overloads are each
 many positional arguments a pattern or template gives it, whether more may follow (`*$rest`),
 and its keyword names. Output: None if some overload accepts that shape of call, else a
 sentence saying why not. Callables without a schema (functions, methods) are not checked here.
+`returns_one_tensor` tells from the schemas alone whether a call's value is a tensor.
 """
 
 from __future__ import annotations
 
+import torch
 from torch._ops import OpOverload, OpOverloadPacket
 
 
@@ -47,3 +49,16 @@ def _check_overload(op: OpOverload, positional: int, more: bool, keywords: set[s
         if missing:
             return f"needs `{missing[0]}`"
     return None
+
+
+def returns_one_tensor(op: object) -> bool:
+    """Does every overload of the op return exactly one Tensor? (False without a schema.)"""
+    if isinstance(op, OpOverloadPacket):
+        overloads = [getattr(op, name) for name in op.overloads()]
+    elif isinstance(op, OpOverload):
+        overloads = [op]
+    else:
+        return False
+    return bool(overloads) and all(
+        len(o._schema.returns) == 1 and isinstance(o._schema.returns[0].type, torch.TensorType)
+        for o in overloads)

@@ -71,20 +71,8 @@ def _compile(rule: checked.Rule) -> CompiledDagRule:
     used = set()
     if isinstance(rule.action, checked.Replace):
         for _, template in rule.action.replacements:
-            used |= _template_vars(template)
+            used |= {use.name for use in checked.template_uses(template)}
     return CompiledDagRule(rule, tuple(roots), frozenset(used))
-
-
-def _template_vars(template) -> set[str]:
-    if isinstance(template, (checked.Value, checked.Splat)):
-        return {template.name}
-    if isinstance(template, checked.NodeTemplate):
-        parts = (*template.args, *(t for _, t in template.kwargs))
-    elif isinstance(template, checked.ListTemplate):
-        parts = template.items
-    else:
-        return set()
-    return {name for part in parts for name in _template_vars(part)}
 
 
 def _compile_root(pattern) -> Matcher:

@@ -1,0 +1,58 @@
+"""AST -> checked rules: the language's semantic checks.
+
+Input: parsed `ast.RuleFile`s, includes already expanded. Output: `checked.Rule`s, the
+diagnostics found on the way, and the symbol index (every definition and reference with its
+span). Each file's `use` declarations resolve through the allowlist (`engine.language.names`);
+every name must be declared and fit where it is used, variables are bound once and used as what
+they are, ops are called as their schemas allow, and rule names are unique across the files
+loaded together. It keeps going after an error, so that a file's mistakes are reported together.
+
+    scope.py      diagnostics, `use` names and a rule's variables, recorded in the symbol index
+    patterns.py   regions and DAG patterns
+    actions.py    actions, templates and `where` guards
+"""
+
+from __future__ import annotations
+
+from .. import ast, checked
+from ..diagnostics import Diagnostic
+from ..symbols import Symbol, SymbolIndex
+from .actions import ActionChecker
+from .patterns import PatternChecker
+from .scope import Reporter, Scope, Variables, define_rule
+
+
+def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
+                ) -> tuple[list[checked.Rule], list[Diagnostic]]:
+    """Each file in its own scope; rules in the order given. Definitions and references go to
+    `symbols` when one is given."""
+    reporter = Reporter([], symbols if symbols is not None else SymbolIndex())
+    rule_names: dict[str, Symbol] = {}
+    rules = []
+    for file in files:
+        scope = Scope(reporter)
+        for use in file.uses:
+            scope.declare(use)
+        for rule in file.rules:
+            define_rule(reporter, rule_names, rule)
+            checked_rule = check_rule(reporter, scope, rule)
+            if checked_rule is not None:
+                rules.append(checked_rule)
+    return rules, reporter.diagnostics
+
+
+def check_rule(reporter: Reporter, scope: Scope, rule: ast.Rule) -> checked.Rule | None:
+    """One rule, or None if it has errors (each reported)."""
+    before = len(reporter.diagnostics)
+    variables = Variables(reporter, rule.name)
+    patterns = PatternChecker(reporter, scope, variables)
+    if isinstance(rule.pattern, ast.Dag):
+        pattern = patterns.dag(rule.pattern)
+    else:
+        pattern = patterns.region(rule.pattern)
+    actions = ActionChecker(reporter, scope, variables)
+    guards = tuple(actions.guard(guard) for guard in rule.guards)
+    action = actions.action(rule.action, pattern)
+    if len(reporter.diagnostics) > before:
+        return None
+    return checked.Rule(rule.name, rule.span, pattern, guards, action)

@@ -1,0 +1,208 @@
+"""Actions and `where` guards: AST -> checked actions and guards.
+
+Input: a rule's action and guards, its checked pattern, the file's scope and the rule's
+variables. Output: `checked` actions whose templates name only bound variables, call ops by
+their schemas, and build what the action can use; `checked.Guard`s over bound variables and
+the built-ins. Refused here, because no graph can make them right:
+- `outline with hop($v)` where `$v` is the opener node (the outline removes it) or is bound by
+  the closer (made, perhaps, inside the region the HOP call stands in for);
+- a template that uses the root it replaces (`match $y = relu($x)`, `replace with cos($y)`);
+- a literal (`None`, `1.5`) as the whole replacement of a root whose op returns a tensor.
+"""
+
+from __future__ import annotations
+
+from torch._ops import OpOverload, OpOverloadPacket
+
+from .. import ast, checked
+from ..builtins import BUILTINS
+from ..schemas import returns_one_tensor
+from .scope import BUILTIN_SYMBOLS, Reporter, Scope, Variables
+
+_TEMPLATE_FUNCTION_HOMES = ("operator", "_operator", "math")
+
+
+class ActionChecker:
+    def __init__(self, reporter: Reporter, scope: Scope, variables: Variables):
+        self.reporter = reporter
+        self.scope = scope
+        self.variables = variables
+
+    def error(self, span, message: str, *notes) -> None:
+        self.reporter.error(span, message, *notes)
+
+    # --- actions -------------------------------------------------------------------------------
+    def action(self, action, pattern) -> checked.Action:
+        dag = isinstance(pattern, checked.DagPattern)
+        if isinstance(action, ast.Erase):
+            return checked.Erase(action.span)
+        if isinstance(action, (ast.Inline, ast.Outline, ast.Keep)) and dag:
+            self.error(action.span, "`outline`, `inline` and `keep` take a region; a DAG "
+                                    "pattern is `replace`d or `erase`d")
+        if isinstance(action, ast.Inline):
+            return checked.Inline(action.span)
+        if isinstance(action, ast.Keep):
+            return checked.Keep(action.span)
+        if isinstance(action, ast.Replace):
+            return self.replace(action, pattern)
+        return self.outline(action, pattern)
+
+    def outline(self, action: ast.Outline, pattern) -> checked.Outline:
+        hop = self.scope.callee(action.hop, ("hop",), "`outline with`")
+        args = [self.template_arg(arg, nested=False) for arg in action.hop.args]
+        if isinstance(pattern, checked.RegionPattern):
+            self._outside_values_only(action.hop.args, pattern)
+        return checked.Outline(hop, tuple(a for a in args if a is not None), action.span)
+
+    def _outside_values_only(self, args, pattern: checked.RegionPattern) -> None:
+        """The HOP call stands where the region stood: it can pass what the opener was given,
+        not the opener itself (the outline removes it) nor what the closer was given."""
+        from_closer = set() if pattern.closer is None else set(checked.variables(
+            pattern.closer, (checked.Bind, checked.BindRest)))
+        for arg in args:
+            name = getattr(arg, "name", None)
+            if not isinstance(arg, (ast.Var, ast.StarVar)) or name not in self.variables:
+                continue
+            if name == pattern.binder:
+                self.error(arg.span, f"`${name}` is the opener node, which `outline` removes; "
+                                     "pass the values it was called with instead, as in "
+                                     "`$open = opener(*$args) ...` and `outline with hop(*$args)`")
+            elif name in from_closer:
+                self.error(arg.span, f"`${name}` is bound by the closer, whose arguments may be "
+                                     "made inside the region; `outline with` passes values from "
+                                     "before it")
+
+    def replace(self, action: ast.Replace, pattern) -> checked.Replace:
+        if not isinstance(pattern, checked.DagPattern):
+            self.error(action.span, "`replace` takes a DAG pattern; a region is outlined, "
+                                    "inlined, kept or erased")
+            return checked.Replace((), action.span)
+        root_names = [name for name, _ in pattern.roots]
+        replacements = []
+        for var, template in action.replacements:
+            if var is None:
+                if len(pattern.roots) > 1:
+                    self.error(action.span, "this pattern has several roots: say which each "
+                                            "template replaces, as in `replace $a with ..., $b "
+                                            "with ...`")
+                index = 0
+            elif var.name not in root_names:
+                self.error(var.span, f"`${var.name}` is not a root of the pattern; roots are "
+                                     "named as in `match $a = f($x), $b = g($x)`")
+                continue
+            else:
+                self.variables.used(var, "value")
+                index = root_names.index(var.name)
+                if any(done == index for done, _ in replacements):
+                    self.error(var.span, f"`${var.name}` is replaced twice")
+            built = self.template_arg(template, nested=True)
+            if built is not None:
+                self._replacement_fits(template, built, pattern.roots[index])
+                replacements.append((index, built))
+        return checked.Replace(tuple(replacements), action.span)
+
+    def _replacement_fits(self, template, built, root) -> None:
+        name, pattern = root
+        use = next((u for u in checked.template_uses(built) if u.name == name), None)
+        if use is not None:
+            self.error(use.span, f"`${name}` is the node this template replaces; it cannot be "
+                                 "part of its own replacement")
+        if isinstance(built, checked.Const) and all(
+                returns_one_tensor(target) for target in _root_targets(pattern)):
+            targets = sorted({str(target) for target in _root_targets(pattern)})
+            self.error(template.span, f"`{targets[0]}` returns a tensor; the literal "
+                                      f"`{built.value!r}` cannot replace it")
+
+    # --- templates -----------------------------------------------------------------------------
+    def template_arg(self, arg, nested: bool) -> checked.TemplateArg | None:
+        """A value a template builds: a bound variable, a literal, or (`nested`) a call."""
+        if isinstance(arg, (ast.Var, ast.StarVar)):
+            kind = "rest" if isinstance(arg, ast.StarVar) else "value"
+            if not self.variables.used(arg, kind):
+                return None
+            if kind == "rest":
+                return checked.Splat(arg.name, arg.span)
+            return checked.Value(arg.name, arg.span)
+        if isinstance(arg, (ast.Literal, ast.Constant)):
+            return checked.Const(self.scope.constant(arg), arg.span)
+        if nested and isinstance(arg, (ast.Call, ast.Method)):
+            return self.node_template(arg)
+        if nested and isinstance(arg, ast.ListExpr):
+            items = [self.template_arg(item, nested) for item in arg.items]
+            return checked.ListTemplate(tuple(item for item in items if item is not None),
+                                        arg.span)
+        if isinstance(arg, ast.Keyword):
+            self.error(arg.span, "`outline with` passes arguments by position only")
+        elif isinstance(arg, (ast.Wildcard, ast.StarWildcard)):
+            self.error(arg.span, "`_` matches anything; it cannot build a value")
+        else:
+            self.error(arg.span, "a template builds values: variables, literals and calls, "
+                                 "not alternatives, `shared`, `commutative` or `$x = ...`")
+        return None
+
+    def node_template(self, expr) -> checked.NodeTemplate | None:
+        if isinstance(expr, ast.Method):
+            op, args = "call_method", (expr.receiver, *expr.args)
+            target = self.reporter.method_name(expr)
+        else:
+            op, args = "call_function", expr.args
+            target = self.scope.callee(expr, ("op", "function"), "a template")
+            if target is not None and not isinstance(target, (OpOverload, OpOverloadPacket)) \
+                    and getattr(target, "__module__", "") not in _TEMPLATE_FUNCTION_HOMES:
+                self.error(expr.callee_span, f"a template calls ops (`torch.ops...`), `operator` "
+                                             f"or `math` functions; `{expr.callee}` is none")
+        positional, kwargs, more = [], {}, False
+        for arg in args:
+            if isinstance(arg, ast.Keyword):
+                kwargs[arg.name] = self.template_arg(arg.value, nested=True)
+            elif isinstance(arg, ast.StarStarVar):
+                self.variables.used(arg, "keywords")
+                kwargs[None] = checked.Splat(arg.name, arg.span)
+                more = True
+            else:
+                more = more or isinstance(arg, ast.StarVar)
+                positional.append(self.template_arg(arg, nested=True))
+        count = sum(1 for arg in positional if not isinstance(arg, checked.Splat))
+        named = tuple((name, value) for name, value in kwargs.items() if name is not None)
+        self.reporter.check_schema(target, count, more, named, expr)
+        if any(arg is None for arg in positional) or any(v is None for v in kwargs.values()):
+            return None
+        return checked.NodeTemplate(op, target, tuple(positional), tuple(kwargs.items()),
+                                    expr.span)
+
+    # --- guards --------------------------------------------------------------------------------
+    def guard(self, guard: ast.Guard) -> checked.Guard:
+        return checked.Guard(guard.op, self.operand(guard.left), self.operand(guard.right),
+                             guard.span)
+
+    def operand(self, operand) -> checked.Operand:
+        if isinstance(operand, ast.Builtin):
+            info = BUILTINS.get(operand.name)
+            if info is None:
+                known = ", ".join(f"{name}()" for name in BUILTINS)
+                self.error(operand.span, f"unknown built-in `{operand.name}`; the built-ins of "
+                                         f"`where` are {known}")
+            else:
+                self.reporter.symbols.refer(operand.span, BUILTIN_SYMBOLS[operand.name])
+                if len(operand.args) != info.arity:
+                    self.error(operand.span, f"`{operand.name}` takes {info.arity} argument"
+                                             f"{'s' if info.arity != 1 else ''}, "
+                                             f"not {len(operand.args)}")
+            args = tuple(self.operand(arg) for arg in operand.args)
+            return checked.BuiltinCall(operand.name, args, operand.span)
+        if isinstance(operand, ast.Var):
+            if operand.name not in self.variables:
+                self.error(operand.span, f"`${operand.name}` is not bound by the pattern")
+            else:
+                self.reporter.symbols.refer(operand.span, self.variables.bound[operand.name])
+            return checked.Value(operand.name, operand.span)
+        return checked.Const(self.scope.constant(operand), operand.span)
+
+
+def _root_targets(pattern) -> list:
+    if isinstance(pattern, checked.BindNode):
+        return _root_targets(pattern.pattern)
+    if isinstance(pattern, checked.OneOf):
+        return [target for option in pattern.options for target in _root_targets(option)]
+    return [pattern.target] if isinstance(pattern, checked.NodePattern) else [None]
+

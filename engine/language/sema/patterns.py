@@ -1,0 +1,190 @@
+"""Patterns: AST regions and DAG patterns -> checked patterns.
+
+Input: an `ast.Region` or `ast.Dag`, the file's scope and the rule's variables. Output: a
+`checked.RegionPattern` or `checked.DagPattern` whose every part keeps its span, with each
+variable occurrence classified as binding or repeating (in the order the matchers visit them:
+positional arguments, the `*` rest, keywords, the `**` rest; a nested call before the
+`$name =` that binds it).
+"""
+
+from __future__ import annotations
+
+from .. import ast, checked
+from ..names import op_key
+from .scope import Reporter, Scope, Variables
+
+_MARKER_ARGUMENT = ("the arguments of a region's markers are plain values: variables, `_` and "
+                    "literals")
+
+
+class PatternChecker:
+    def __init__(self, reporter: Reporter, scope: Scope, variables: Variables):
+        self.reporter = reporter
+        self.scope = scope
+        self.variables = variables
+
+    def error(self, span, message: str, *notes) -> None:
+        self.reporter.error(span, message, *notes)
+
+    # --- regions -------------------------------------------------------------------------------
+    def region(self, region: ast.Region) -> checked.RegionPattern:
+        opener = self.node_pattern(region.opener, marker=True)
+        binder = None
+        if region.binder is not None:
+            binder = region.binder.name
+            self.variables.bind_node(region.binder, "the opener node")
+        if region.closer is None:
+            return checked.RegionPattern(binder, opener, None, None)
+        closer = self.node_pattern(region.closer, marker=True)
+        if opener.target is not None and op_key(opener.target) is op_key(closer.target):
+            self.error(region.closer.callee_span,
+                       "a region's closer must call something other than its opener")
+        link = next((i for i, arg in enumerate(closer.args)
+                     if binder is not None and arg == checked.Same(binder)), None)
+        return checked.RegionPattern(binder, opener, closer, link)
+
+    # --- DAG patterns --------------------------------------------------------------------------
+    def dag(self, dag: ast.Dag) -> checked.DagPattern:
+        roots = []
+        for index, root in enumerate(dag.roots):
+            earlier = self.variables.names()
+            var, inner = (root.var, root.inner) if isinstance(root, ast.Bound) else (None, root)
+            pattern = self.arg_pattern(inner, marker=False)
+            if not _is_node_pattern(pattern):
+                self.error(inner.span, "a pattern's root must be a call, such as `relu($x)`")
+            elif index > 0 and not _uses(pattern, earlier):
+                self.error(inner.span, "each root after the first must use a variable bound by "
+                                       "an earlier one, so that the match is connected")
+            if var is not None:
+                self.variables.bind_node(var, "a root")
+            roots.append((var.name if var is not None else None, pattern))
+        return checked.DagPattern(tuple(roots))
+
+    # --- calls ---------------------------------------------------------------------------------
+    def node_pattern(self, expr, marker: bool) -> checked.NodePattern:
+        """A call, method call, `commutative` call or `shared` one, checked as a pattern."""
+        shared = isinstance(expr, ast.Shared)
+        if shared:
+            expr = expr.inner
+            if not isinstance(expr, (ast.Call, ast.Method, ast.Commutative)):
+                self.error(expr.span, "`shared` applies to a call")
+                return checked.NodePattern("call_function", None, (), checked.AnyRest(), (),
+                                           expr.span)
+        commutative = isinstance(expr, ast.Commutative)
+        if commutative:
+            expr = expr.call
+        if isinstance(expr, ast.Method):
+            op, target = "call_method", self.reporter.method_name(expr)
+            args = (expr.receiver, *expr.args)
+        else:
+            op, target = "call_function", self.scope.callee(expr, ("op", "function", "hop"),
+                                                            "a pattern")
+            args = expr.args
+        positional, rest, kwargs, more = self.arguments(args, marker)
+        if commutative and (len(positional) != 2 or rest is not None):
+            self.error(expr.span, "`commutative` needs a call of exactly two positional "
+                                  "arguments")
+        if more is None:
+            self.reporter.check_schema(target, len(positional), rest is not None, kwargs, expr)
+        return checked.NodePattern(op, target, positional, rest, kwargs, expr.span,
+                                   commutative, shared, more)
+
+    def arguments(self, args, marker: bool):
+        """(positional patterns, `*` rest, keyword patterns, `**` rest) of a call or list."""
+        positional: list = []
+        rest = more = None
+        kwargs: dict[str, object] = {}
+        for arg in args:
+            if isinstance(arg, (ast.StarStarVar, ast.StarStarWildcard)):
+                if more is not None:
+                    self.error(arg.span, "one `**` pattern is enough")
+                more = self.rest_pattern(arg, "keywords")
+                continue
+            if more is not None:
+                self.error(arg.span, "nothing can follow a `**` pattern")
+            if isinstance(arg, ast.Keyword):
+                if arg.name in kwargs:
+                    self.error(arg.span, f"keyword `{arg.name}` appears twice")
+                kwargs[arg.name] = self.arg_pattern(arg.value, marker)
+                continue
+            if kwargs:
+                self.error(arg.span, "a positional argument cannot follow a keyword argument")
+            if rest is not None:
+                self.error(arg.span, "nothing can follow a `*` pattern but keywords")
+            if isinstance(arg, (ast.StarVar, ast.StarWildcard)):
+                rest = self.rest_pattern(arg, "rest")
+            else:
+                positional.append(self.arg_pattern(arg, marker))
+        return tuple(positional), rest, tuple(kwargs.items()), more
+
+    def rest_pattern(self, arg, kind: str) -> checked.RestPattern:
+        """`*_`, `*$x` (kind "rest"), `**_`, `**$x` (kind "keywords")."""
+        if isinstance(arg, (ast.StarWildcard, ast.StarStarWildcard)):
+            return checked.AnyRest(arg.span)
+        if self.variables.in_pattern(arg, kind):
+            return checked.SameRest(arg.name, arg.span)
+        return checked.BindRest(arg.name, arg.span)
+
+    # --- arguments -----------------------------------------------------------------------------
+    def arg_pattern(self, arg, marker: bool) -> checked.ArgPattern:
+        if isinstance(arg, ast.Var):
+            if self.variables.in_pattern(arg, "value"):
+                return checked.Same(arg.name, arg.span)
+            return checked.Bind(arg.name, arg.span)
+        if isinstance(arg, ast.Wildcard):
+            return checked.Anything(arg.span)
+        if isinstance(arg, (ast.Literal, ast.Constant)):
+            return checked.Equals(self.scope.constant(arg), arg.span)
+        if marker and isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared,
+                                       ast.Bound, ast.ListExpr, ast.Alternatives)):
+            self.error(arg.span, _MARKER_ARGUMENT)
+            return checked.Anything(arg.span)
+        if isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared)):
+            return self.node_pattern(arg, marker)
+        if isinstance(arg, ast.Bound):
+            pattern = self.arg_pattern(arg.inner, marker)
+            self.variables.bind_node(arg.var, "a node of the pattern")
+            return checked.BindNode(arg.var.name, pattern, arg.span)
+        if isinstance(arg, ast.ListExpr):
+            items, rest, kwargs, more = self.arguments(arg.items, marker)
+            if kwargs or more is not None:
+                self.error(arg.span, "a list holds values, not keywords")
+            return checked.ListPattern(items, rest, arg.span)
+        if isinstance(arg, ast.Alternatives):
+            return self.alternatives(arg)
+        if isinstance(arg, ast.Keyword):
+            self.error(arg.span, "a keyword argument cannot be nested in another")
+        else:
+            self.error(arg.span, "a `*` pattern belongs among a call's arguments")
+        return checked.Anything(arg.span)
+
+    def alternatives(self, alternatives: ast.Alternatives) -> checked.OneOf:
+        """Each option is checked from the variables bound before it; all must bind the same
+        new variables, so that whichever matches, the rest of the rule can use them."""
+        options, new = [], []
+        for option in alternatives.options:
+            trial = PatternChecker(self.reporter, self.scope, self.variables.fork())
+            options.append(trial.arg_pattern(option, marker=False))
+            new.append(trial.variables.new_since(self.variables))
+        first = new[0]
+        for option, names in zip(alternatives.options[1:], new[1:]):
+            if set(names) != set(first):
+                odd = sorted(set(names) ^ set(first))[0]
+                self.error(option.span, f"every alternative must bind the same variables; "
+                                        f"`${odd}` is bound by some and not others")
+        self.variables.adopt(first)
+        return checked.OneOf(tuple(options), alternatives.span)
+
+
+def _is_node_pattern(pattern) -> bool:
+    if isinstance(pattern, checked.BindNode):
+        return _is_node_pattern(pattern.pattern)
+    if isinstance(pattern, checked.OneOf):
+        return all(_is_node_pattern(option) for option in pattern.options)
+    return isinstance(pattern, checked.NodePattern)
+
+
+def _uses(pattern, names: set[str]) -> bool:
+    """Does the pattern refer to any of these already-bound variables?"""
+    return any(name in names
+               for name in checked.variables(pattern, (checked.Same, checked.SameRest)))

@@ -1,0 +1,191 @@
+"""What the checks of one file share: its diagnostics, its `use` names, a rule's variables.
+
+Input: `use` declarations, names and variables as the checker meets them. Output: what each
+resolves to, every mistake as a diagnostic, and every definition and reference recorded in the
+symbol index with its span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ast
+from ..builtins import BUILTINS
+from ..diagnostics import Diagnostic, Note, Span
+from ..names import Resolved, ResolveError, resolve
+from ..schemas import check_call
+from ..symbols import BUILTIN, RULE, USE, VARIABLE, Symbol, SymbolIndex
+
+KIND_WORDS = {
+    "op": "an operator",
+    "function": "a function",
+    "hop": "a higher-order operator",
+    "constant": "a constant",
+}
+
+# The symbols of the built-ins: no file defines them, every file may refer to them.
+BUILTIN_SYMBOLS = {name: Symbol(BUILTIN, name, None, info) for name, info in BUILTINS.items()}
+
+
+@dataclass
+class Reporter:
+    """Where checks put what they find: diagnostics, and symbols with their spans."""
+
+    diagnostics: list[Diagnostic]
+    symbols: SymbolIndex
+
+    def error(self, span: Span, message: str, *notes: Note) -> None:
+        self.diagnostics.append(Diagnostic(span, message, tuple(notes)))
+
+    def check_schema(self, target, positional: int, more: bool, keywords, node) -> None:
+        """A call in a pattern or template against its op's schema (no schema: no check)."""
+        problem = check_call(target, positional, more, {name for name, _ in keywords})
+        if problem is not None:
+            self.error(node.span, problem)
+
+    def method_name(self, method: ast.Method) -> str:
+        if method.name.startswith("_") or not callable(getattr(torch.Tensor, method.name, None)):
+            self.error(method.name_span, f"`{method.name}` is not a public method of tensors")
+        return method.name
+
+
+class Scope:
+    """The names one file declares with `use`."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.names: dict[str, Symbol] = {}
+
+    def declare(self, use: ast.Use) -> None:
+        try:
+            resolved = resolve(use.path)
+        except ResolveError as error:
+            self.reporter.error(use.path_span, str(error))
+            return
+        if use.alias in self.names:
+            self.reporter.error(use.alias_span, f"`{use.alias}` is already declared",
+                                Note(self.names[use.alias].span, "previous declaration here"))
+            return
+        self.names[use.alias] = self.reporter.symbols.define(
+            Symbol(USE, use.alias, use.alias_span, resolved))
+
+    def lookup(self, name: str, span: Span) -> Resolved | None:
+        symbol = self.names.get(name)
+        if symbol is None:
+            self.reporter.error(span, f"unknown name `{name}`; declare it with `use`")
+            return None
+        self.reporter.symbols.refer(span, symbol)
+        return symbol.detail
+
+    def callee(self, call: ast.Call, kinds: tuple[str, ...], where: str):
+        """What a call's name resolves to, if it is of one of these kinds; else None."""
+        resolved = self.lookup(call.callee, call.callee_span)
+        if resolved is None:
+            return None
+        if resolved.kind not in kinds:
+            wanted = " or ".join(KIND_WORDS[k] for k in kinds)
+            self.reporter.error(call.callee_span, f"{where} needs {wanted}; `{call.callee}` is "
+                                f"{KIND_WORDS[resolved.kind]} (`{resolved.dotted}`)")
+            return None
+        return resolved.value
+
+    def constant(self, arg: ast.Literal | ast.Constant):
+        if isinstance(arg, ast.Literal):
+            return arg.value
+        resolved = self.lookup(arg.name, arg.span)
+        if resolved is not None and resolved.kind != "constant":
+            self.reporter.error(arg.span,
+                                f"`{arg.name}` is {KIND_WORDS[resolved.kind]}, not a constant")
+        return resolved.value if resolved is not None else None
+
+
+class Variables:
+    """The variables of one rule: each bound once, by the pattern, as one kind of thing
+    ("value", "rest" for `*$x`, "keywords" for `**$x`), then used as that kind."""
+
+    def __init__(self, reporter: Reporter, rule: str, bound: dict[str, Symbol] | None = None):
+        self.reporter = reporter
+        self.rule = rule
+        self.bound: dict[str, Symbol] = dict(bound or {})
+
+    def fork(self) -> "Variables":
+        """A copy to check one alternative with; `adopt` takes what it bound."""
+        return Variables(self.reporter, self.rule, self.bound)
+
+    def new_since(self, earlier: "Variables") -> dict[str, Symbol]:
+        return {name: symbol for name, symbol in self.bound.items() if name not in earlier.bound}
+
+    def adopt(self, bound: dict[str, Symbol]) -> None:
+        self.bound.update(bound)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.bound
+
+    def names(self) -> set[str]:
+        return set(self.bound)
+
+    def kind(self, name: str) -> str | None:
+        symbol = self.bound.get(name)
+        return symbol.detail if symbol is not None else None
+
+    def _define(self, var, kind: str) -> None:
+        self.bound[var.name] = self.reporter.symbols.define(
+            Symbol(VARIABLE, f"${var.name}", var.span, kind, self.rule))
+
+    def bind_node(self, var: ast.Var, what: str) -> None:
+        """`$var = ...`: binds the node the pattern on the right matched."""
+        if var.name in self.bound:
+            self.reporter.error(var.span, f"`${var.name}` names {what} and cannot also be bound "
+                                          "inside it or before it",
+                                Note(self.bound[var.name].span, "also bound here"))
+        else:
+            self._define(var, "value")
+
+    def in_pattern(self, var, kind: str) -> bool:
+        """A pattern occurrence of a variable; True when it was bound before (it must then
+        equal what it bound)."""
+        symbol = self.bound.get(var.name)
+        if symbol is None:
+            self._define(var, kind)
+            return False
+        self.reporter.symbols.refer(var.span, symbol)
+        if symbol.detail != kind:
+            self.reporter.error(var.span, kind_clash(var.name, symbol.detail),
+                                Note(symbol.span, "bound here"))
+        return True
+
+    def used(self, var, kind: str) -> bool:
+        """A use in a template or a guard: it must be bound, as this kind. True if it is."""
+        symbol = self.bound.get(var.name)
+        if symbol is None:
+            self.reporter.error(var.span, f"`${var.name}` is not bound by the pattern")
+            return False
+        self.reporter.symbols.refer(var.span, symbol)
+        if symbol.detail != kind:
+            if kind == "keywords":
+                self.reporter.error(var.span, f"`**${var.name}` needs keywords bound by "
+                                              f"`**${var.name}` in the pattern")
+            else:
+                self.reporter.error(var.span, kind_clash(var.name, symbol.detail),
+                                    Note(symbol.span, "bound here"))
+            return False
+        return True
+
+
+def define_rule(reporter: Reporter, defined: dict[str, Symbol], rule: ast.Rule) -> None:
+    """Rule names are unique across every file loaded together."""
+    if rule.name in defined:
+        reporter.error(rule.name_span, f"rule `{rule.name}` is already defined",
+                       Note(defined[rule.name].span, "previous definition here"))
+    else:
+        defined[rule.name] = reporter.symbols.define(Symbol(RULE, rule.name, rule.name_span))
+
+
+def kind_clash(name: str, bound_kind: str) -> str:
+    if bound_kind == "rest":
+        return f"`${name}` holds several arguments (`*${name}`); it cannot stand for one"
+    if bound_kind == "keywords":
+        return f"`${name}` holds keyword arguments (`**${name}`); use it as `**${name}`"
+    return f"`${name}` holds one value; `*${name}` would spread several"
