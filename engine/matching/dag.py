@@ -1,25 +1,25 @@
-"""DAG rules -> the matches they have in one graph.
+"""DAG rules -> where their patterns match, structurally.
 
-Input: the nodes of a graph, the DAG rules compiled into an index, and the context (for `where`
-guards). Output: the matches to apply, at most one per node. One scan in graph order: a node
-costs a dict lookup by its target (an overload is looked up by its op packet) unless a rule's
-root could be there; then each rule indexed there, in file order, tries to match it, and the
-first whose pattern matches, whose guards hold and whose nodes no earlier match took, wins.
+Input: DAG rules (compiled here into an index by the targets their first root can have) and a
+node. Output: for each rule indexed at the node's target, in file order, the `Structural`
+match of its pattern there, if it has one: what the variables bound, the roots (the node, then
+each later root found among the users of the nodes the earlier roots bound), and every node the
+pattern's calls matched, with whether it may be shared.
 
-A match's interior nodes (the nested calls below its roots) must be used only inside the match,
-unless the pattern says `shared`; as torch's subgraph rewriter and Inductor require. Roots after
-the first are found among the users of the nodes the earlier roots bound.
+A node costs one dict lookup by its target (an overload is looked up by its op packet) unless a
+rule's root could be there. Whether a structural match becomes a rewrite (guards, interior nodes
+used elsewhere, nodes an earlier match took) is decided in `engine.rewriting.decide`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.fx
 
 from ..language import checked
-from .guards import Context, holds
-from .match import Matcher, compile_node, compile_value, index_key
+from ..language.names import op_key
+from .match import Matcher, compile_node, compile_value
 
 
 @dataclass(frozen=True)
@@ -29,20 +29,25 @@ class _Root:
     anchors: tuple[str, ...]  # variables bound before it, whose nodes' users it is among
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompiledDagRule:
     rule: checked.Rule
     roots: tuple[_Root, ...]
-    template_vars: frozenset[str]  # what the templates use: such interior nodes stay
 
 
 @dataclass
-class DagMatch:
-    rule: checked.Rule
+class Structural:
+    """A rule's pattern matched at a node: its bindings, its roots (first the node), and every
+    node its calls matched, each with whether the pattern marks it `shared` (roots included)."""
+
+    compiled: CompiledDagRule
     bindings: dict
-    roots: list[torch.fx.Node]
-    removed: set[torch.fx.Node]  # interior nodes that go with the match
-    kept: set[torch.fx.Node] = field(default_factory=set)  # `shared` interiors used elsewhere
+    roots: tuple[torch.fx.Node, ...]
+    matched: list[tuple[torch.fx.Node, bool]]
+
+    @property
+    def rule(self) -> checked.Rule:
+        return self.compiled.rule
 
 
 class DagIndex:
@@ -61,6 +66,15 @@ class DagIndex:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
+    def candidates(self, node: torch.fx.Node) -> list[CompiledDagRule] | None:
+        """The rules whose first root could match the node, in file order; None if no rule's."""
+        op = node.op
+        if op == "call_function":
+            return self.by_target.get(op_key(node.target))
+        if op == "call_method":
+            return self.by_target.get(("call_method", node.target))
+        return None
+
 
 def _compile(rule: checked.Rule) -> CompiledDagRule:
     roots, bound = [], []
@@ -68,11 +82,7 @@ def _compile(rule: checked.Rule) -> CompiledDagRule:
         anchors = tuple(v for v in _referenced(pattern) if v in bound)
         roots.append(_Root(name, _compile_root(pattern), anchors))
         bound += _bound(pattern) + ([name] if name else [])
-    used = set()
-    if isinstance(rule.action, checked.Replace):
-        for _, template in rule.action.replacements:
-            used |= {use.name for use in checked.template_uses(template)}
-    return CompiledDagRule(rule, tuple(roots), frozenset(used))
+    return CompiledDagRule(rule, tuple(roots))
 
 
 def _compile_root(pattern) -> Matcher:
@@ -88,7 +98,7 @@ def _root_keys(pattern) -> list:
         return [key for option in pattern.options for key in _root_keys(option)]
     if pattern.op == "call_method":
         return [("call_method", pattern.target)]
-    return [index_key(pattern.target)]
+    return [op_key(pattern.target)]
 
 
 def _referenced(pattern) -> list[str]:
@@ -99,32 +109,9 @@ def _bound(pattern) -> list[str]:
     return checked.variables(pattern, (checked.Bind, checked.BindRest, checked.BindNode))
 
 
-def find_matches(nodes, index: DagIndex, context: Context) -> list[DagMatch]:
-    matches: list[DagMatch] = []
-    taken: set[torch.fx.Node] = set()
-    by_target = index.by_target
-    for node in nodes:
-        op = node.op
-        if op == "call_function":
-            key = index_key(node.target)
-        elif op == "call_method":
-            key = ("call_method", node.target)
-        else:
-            continue
-        candidates = by_target.get(key)
-        if candidates is None or node in taken:
-            continue
-        for compiled in candidates:
-            match = _try(compiled, node, taken, context)
-            if match is not None:
-                matches.append(match)
-                taken.update(match.roots)
-                taken.update(match.removed)
-                break
-    return matches
-
-
-def _try(compiled: CompiledDagRule, node: torch.fx.Node, taken, context) -> DagMatch | None:
+def match_at(compiled: CompiledDagRule, node: torch.fx.Node, taken) -> Structural | None:
+    """The rule's pattern with its first root at `node`; later roots are not looked for among
+    the nodes in `taken`."""
     bindings: dict = {}
     matched: list = []
     first = compiled.roots[0]
@@ -138,24 +125,7 @@ def _try(compiled: CompiledDagRule, node: torch.fx.Node, taken, context) -> DagM
         if found is None:
             return None
         roots.append(found)
-    rule = compiled.rule
-    if not holds(rule.guards, bindings, context):
-        return None
-    inside = {n for n, _ in matched}
-    reused = {bindings[v] for v in compiled.template_vars if isinstance(bindings.get(v), torch.fx.Node)}
-    removed, kept = set(), set()
-    for interior, shared in matched:
-        if interior in roots:
-            continue
-        if interior in taken:
-            return None
-        exclusive = all(user in inside for user in interior.users)
-        if not exclusive and not shared:
-            return None  # an interior node also used outside the match
-        (removed if exclusive and interior not in reused else kept).add(interior)
-    if isinstance(rule.action, checked.Erase) and any(root.users for root in roots):
-        return None  # erase takes only nodes nothing uses
-    return DagMatch(rule, bindings, roots, removed, kept)
+    return Structural(compiled, bindings, tuple(roots), matched)
 
 
 def _find_root(root: _Root, bindings, matched, taken, roots) -> torch.fx.Node | None:

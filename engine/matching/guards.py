@@ -81,25 +81,35 @@ _ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
 
 def holds(guards, bindings: dict, context: Context) -> bool:
     """Do all of a rule's `where` guards hold for these bindings, in this context?"""
+    return first_failing(guards, bindings, context) is None
+
+
+def first_failing(guards, bindings: dict, context: Context) -> checked.Guard | None:
+    """The first of a rule's `where` guards that does not hold, or None."""
     for guard in guards:
-        left, right = _value(guard.left, bindings, context), _value(guard.right, bindings, context)
-        if left is UNKNOWN or right is UNKNOWN:
-            return False
-        if guard.op in _ORDER:
-            try:
-                if not _ORDER[guard.op](left, right):
-                    return False
-            except TypeError:  # values that do not compare, such as a dtype and a number
-                return False
-        elif same_value(left, right) != (guard.op == "=="):
-            return False
-    return True
+        if not _guard_holds(guard, bindings, context):
+            return guard
+    return None
 
 
-def _value(operand, bindings: dict, context: Context):
+def _guard_holds(guard: checked.Guard, bindings: dict, context: Context) -> bool:
+    left = operand_value(guard.left, bindings, context)
+    right = operand_value(guard.right, bindings, context)
+    if left is UNKNOWN or right is UNKNOWN:
+        return False
+    if guard.op in _ORDER:
+        try:
+            return bool(_ORDER[guard.op](left, right))
+        except TypeError:  # values that do not compare, such as a dtype and a number
+            return False
+    return same_value(left, right) == (guard.op == "==")
+
+
+def operand_value(operand, bindings: dict, context: Context):
+    """What one side of a guard evaluates to (`UNKNOWN` for what a built-in cannot read)."""
     if isinstance(operand, checked.Const):
         return operand.value
     if isinstance(operand, checked.BuiltinCall):
-        args = [_value(arg, bindings, context) for arg in operand.args]
+        args = [operand_value(arg, bindings, context) for arg in operand.args]
         return EVALUATORS[operand.name](context, *args)
     return bindings[operand.name]

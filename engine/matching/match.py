@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.fx
-from torch._ops import OpOverload, OpOverloadPacket
+from torch._ops import OpOverloadPacket
 
 from ..language import checked
 
@@ -49,11 +49,6 @@ def targets_match(pattern: checked.NodePattern, node: torch.fx.Node) -> bool:
         return True
     return isinstance(pattern.target, OpOverloadPacket) and \
         getattr(node.target, "overloadpacket", None) is pattern.target
-
-
-def index_key(target: object) -> object:
-    """What a node's target is indexed under: its op packet, for an overload."""
-    return target.overloadpacket if isinstance(target, OpOverload) else target
 
 
 # --- the interpreter ---------------------------------------------------------------------------
@@ -91,22 +86,26 @@ def match_node(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bind
     if not (named <= set(node.kwargs) if pattern.more_kwargs else named == set(node.kwargs)):
         return False
     others = {name: value for name, value in node.kwargs.items() if name not in named}
-    if isinstance(pattern.more_kwargs, checked.BindRest):
-        bindings[pattern.more_kwargs.name] = others
-    elif isinstance(pattern.more_kwargs, checked.SameRest) and \
-            bindings[pattern.more_kwargs.name] != others:
-        return False
     orders = [node.args]
     if pattern.commutative and len(node.args) == 2:
         orders.append((node.args[1], node.args[0]))
 
-    def arguments(args):
+    def arguments(args):  # in the order the checker bound variables: args, kwargs, `**`
         return lambda b, m: (_match_sequence(pattern.args, pattern.rest, args, b, m) and all(
-            match_value(p, node.kwargs[name], b, m) for name, p in pattern.kwargs))
+            match_value(p, node.kwargs[name], b, m) for name, p in pattern.kwargs) and
+            _match_more_kwargs(pattern.more_kwargs, others, b))
 
     if not any(_attempt(arguments(args), bindings, matched) for args in orders):
         return False
     matched.append((node, pattern.shared))
+    return True
+
+
+def _match_more_kwargs(more, others: dict, bindings: Bindings) -> bool:
+    if isinstance(more, checked.BindRest):
+        bindings[more.name] = others
+    elif isinstance(more, checked.SameRest):
+        return same_value(bindings[more.name], others)
     return True
 
 
@@ -140,7 +139,8 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
     op, target = pattern.op, pattern.target
     packet = target if isinstance(target, OpOverloadPacket) else None
     keyword_names = frozenset(name for name, _ in pattern.kwargs)
-    keywords_ok = _compile_more_kwargs(pattern.more_kwargs, keyword_names)
+    exact_keywords = pattern.more_kwargs is None
+    more_keywords = _compile_more_kwargs(pattern.more_kwargs, keyword_names)
     arguments = _compile_sequence(pattern.args, pattern.rest)
     keyword_checks = [(name, compile_value(p)) for name, p in pattern.kwargs]
     commutative = pattern.commutative
@@ -153,7 +153,7 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
         for name, check in keyword_checks:
             if not check(kwargs[name], bindings, matched):
                 return False
-        return True
+        return more_keywords is None or more_keywords(kwargs, bindings)
 
     def matcher(node: torch.fx.Node, bindings: Bindings, matched: list) -> bool:
         node_target = node.target
@@ -164,10 +164,10 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
         if node.op != op:
             return False
         kwargs = node.kwargs
-        if keywords_ok is None:
+        if exact_keywords:
             if (kwargs.keys() != keyword_names) if kwargs or keyword_names else False:
                 return False
-        elif not keywords_ok(kwargs, bindings):
+        elif not keyword_names <= kwargs.keys():
             return False
         args = node.args
         if not commutative:  # a failure's writes are the caller's to drop
@@ -227,25 +227,23 @@ def compile_value(pattern: checked.ArgPattern) -> Callable[[object, Bindings, li
 
 
 def _compile_more_kwargs(more, named: frozenset):
-    """None for exact keywords; else a check that the named ones are there, binding the rest."""
-    if more is None:
+    """None when nothing is to be done with the keywords the pattern does not name (exact
+    keywords, or `**_`); else what binds them (`**$kw`) or compares them with what did. It runs
+    after the arguments, which may bind `$kw` first."""
+    if more is None or isinstance(more, checked.AnyRest):
         return None
+    name = more.name
 
     def others(kwargs) -> dict:
-        return {name: value for name, value in kwargs.items() if name not in named}
+        return {key: value for key, value in kwargs.items() if key not in named}
 
-    if isinstance(more, checked.AnyRest):
-        return lambda kwargs, bindings: named <= kwargs.keys()
-    name = more.name
     if isinstance(more, checked.BindRest):
         def bind_keywords(kwargs, bindings):
-            if not named <= kwargs.keys():
-                return False
             bindings[name] = others(kwargs)
             return True
 
         return bind_keywords
-    return lambda kwargs, bindings: named <= kwargs.keys() and bindings[name] == others(kwargs)
+    return lambda kwargs, bindings: same_value(bindings[name], others(kwargs))
 
 
 def _compile_sequence(items, rest):

@@ -29,8 +29,10 @@ from functools import cached_property
 from typing import Iterator, Union
 
 import torch.fx
+from torch._ops import OpOverloadPacket
 
 from ..language import checked
+from ..language.names import op_key
 from ..graphs.errors import Problem
 from .match import Matcher, compile_node
 
@@ -163,45 +165,62 @@ def _nodes(items: list[Item]) -> Iterator[torch.fx.Node]:
 
 
 class StructureIndex:
-    """Region rules indexed by the targets of their markers."""
+    """Region rules indexed by the targets of their markers.
+
+    A marker `use`d as an op packet stands for each of its overloads, an overload only for
+    itself, as in DAG patterns: every target a marker pattern can match is a key here, so that
+    the scan still costs one dict lookup a node. Rules whose markers are one op (an overload
+    and its packet alike) share a kind."""
 
     def __init__(self, rules: list[checked.Rule]):
-        self.by_opener: dict[object, BracketKind] = {}
+        self.by_opener: dict[object, BracketKind] = {}  # each target an opener can have
         self.by_closer: dict[object, BracketKind] = {}
         self.segments: dict[object, SegmentKind] = {}
+        self.bracket_kinds: dict[object, BracketKind] = {}  # by the opener's op
+        self.segment_kinds: dict[object, SegmentKind] = {}  # by the marker's op
         for rule in rules:
             if rule.is_dag:
                 continue
             pattern = rule.pattern
             closer = None if pattern.is_segment else compile_node(pattern.closer)
             compiled = CompiledRule(rule, compile_node(pattern.opener), closer)
+            opener = op_key(pattern.opener.target)
             if pattern.is_segment:
-                kind = self.segments.setdefault(pattern.opener.target,
-                                                SegmentKind(pattern.opener.target))
+                kind = self.segment_kinds.setdefault(opener, SegmentKind(opener))
+                for target in _targets(pattern.opener.target):
+                    self.segments.setdefault(target, kind)
             else:
-                kind = self.by_opener.get(pattern.opener.target)
+                kind = self.bracket_kinds.get(opener)
                 if kind is None:
-                    kind = BracketKind(pattern.opener.target, pattern.closer.target, pattern.link)
-                    self.by_opener[kind.opener] = kind
-                    self.by_closer.setdefault(kind.closer, kind)
+                    kind = BracketKind(opener, op_key(pattern.closer.target), pattern.link)
+                    self.bracket_kinds[opener] = kind
+                for target in _targets(pattern.opener.target):
+                    self.by_opener.setdefault(target, kind)
+                for target in _targets(pattern.closer.target):
+                    self.by_closer.setdefault(target, kind)
             kind.rules.append(compiled)
 
     def conflicts(self, rules: list[checked.Rule]) -> list[tuple[checked.Rule, str]]:
         """Rules whose markers cannot share one stack with the others' (as rule, message)."""
+        closers = {}  # the closer's op -> the first kind closing with it
+        for kind in self.bracket_kinds.values():
+            closers.setdefault(kind.closer, kind)
         found = []
         for rule in rules:
             if rule.is_dag:
                 continue
             pattern = rule.pattern
+            opener = op_key(pattern.opener.target)
             role = "segment" if pattern.is_segment else "opener"
-            others = self._roles(pattern.opener.target) - {role}
+            others = self._roles(opener, closers) - {role}
             if pattern.is_segment:
                 if others:
                     found.append((rule, "starts segments with a call that also delimits brackets"))
                 continue
-            by_opener = self.by_opener[pattern.opener.target]
-            by_closer = self.by_closer.get(pattern.closer.target)
-            if (pattern.closer.target, pattern.link) != (by_opener.closer, by_opener.link):
+            by_opener = self.bracket_kinds[opener]
+            closer = op_key(pattern.closer.target)
+            by_closer = closers.get(closer)
+            if (closer, pattern.link) != (by_opener.closer, by_opener.link):
                 found.append((rule, f"opens regions with the same call as rule "
                                     f"`{by_opener.rules[0].rule.name}` but closes them differently"))
             elif by_closer is not by_opener:
@@ -213,14 +232,23 @@ class StructureIndex:
                 found.append((rule, "opens regions with a call that closes other regions"))
         return found
 
-    def _roles(self, target) -> set[str]:
-        roles = {"opener"} if target in self.by_opener else set()
-        roles |= {"closer"} if target in self.by_closer else set()
-        return roles | ({"segment"} if target in self.segments else set())
+    def _roles(self, key, closers) -> set[str]:
+        roles = {"opener"} if key in self.bracket_kinds else set()
+        roles |= {"closer"} if key in closers else set()
+        return roles | ({"segment"} if key in self.segment_kinds else set())
 
     @property
     def markers(self) -> frozenset:
+        """Every target a marker node can have."""
         return frozenset(self.by_opener) | frozenset(self.by_closer) | frozenset(self.segments)
+
+
+def _targets(target) -> list:
+    """The node targets a marker pattern's target matches: an op packet's overloads (and the
+    packet, should a graph name it), else the target itself."""
+    if isinstance(target, OpOverloadPacket):
+        return [target, *(getattr(target, name) for name in target.overloads())]
+    return [target]
 
 
 # --- the scan ------------------------------------------------------------------------------

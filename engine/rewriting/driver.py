@@ -3,15 +3,16 @@
 Input: checked rules and a module. Output: a new module (the input is never changed), the
 export signature with its outputs renamed to follow, and a report of what each rule did.
 
-Region and segment rules first. Planning reads every graph of the module tree (the top graph
-and every GraphModule reached through `get_attr`, such as `torch.cond` branches) into region
-trees and collects every problem; if there is any, `GraphError` is raised and nothing was built.
-Building then copies each graph that changes once, bottom-up, into a fresh graph, carrying out
-each region's rule on the way.
+Region and segment rules first. Every graph of the module tree (the top graph and every
+GraphModule it fetches or calls, such as `torch.cond` branches) is read into a region tree, and
+each tree's regions are decided on (`engine.rewriting.decide`); every problem of the whole tree
+is collected, and if there is any, `GraphError` is raised and nothing was built. Building then
+copies each graph that changes once, bottom-up, into a fresh graph, carrying out the decisions.
 
-DAG rules then, on every graph of the resulting tree, bottom-up: each pass finds the matches of
-one graph in one scan and copies the graph once with them applied, until a pass finds none
-(a bound on the number of passes stops rules that keep firing, with an error naming them).
+DAG rules then, on every graph of the resulting tree, bottom-up: each pass decides the matches
+of one graph in one scan, footprints and replacements included, and only then copies the graph
+once with them applied, until a pass finds none (a bound on the number of passes stops rules
+that keep firing, with an error naming them).
 
 Unchanged modules are reused as they are. New ones are torch's `_LazyGraphModule`s: each
 compiles its Python code once, the first time it is called or its code is read, and not at all
@@ -35,13 +36,14 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
 
 from ..language import checked
-from .actions import Rewriter
-from ..matching.dag import DagIndex, find_matches
-from ..graphs.modules import held_graphs
-from .emit import GraphBuilder
 from ..graphs.errors import GraphError, Problem, source_line
+from ..graphs.modules import held_graphs
+from ..matching.dag import DagIndex
 from ..matching.guards import Context
 from ..matching.regions import Item, Region, Segment, StructureIndex, find_regions
+from .actions import Rewriter
+from .decide import RegionDecisions, decide_dag_pass, decide_regions
+from .emit import GraphBuilder
 from .replace import rewrite_graph
 
 
@@ -94,12 +96,12 @@ class _Plan:
     module: torch.fx.GraphModule
     path: str
     items: list[Item]
-    has_structure: bool  # any region or segment
+    decisions: RegionDecisions | None  # None: no region or segment here
     children: list["_Plan"]
 
     @property
     def changes(self) -> bool:
-        return self.has_structure or any(child.changes for child in self.children)
+        return self.decisions is not None or any(child.changes for child in self.children)
 
 
 class RuleSet:
@@ -139,83 +141,90 @@ class RuleSet:
             return self._rewrite(gm, graph_signature)
 
     def _rewrite(self, gm, graph_signature) -> Rewrite:
+        context = Context(ambient_grad=torch.is_grad_enabled())
         problems: list[Problem] = []
-        plan = self._plan(gm, "", problems, {})
+        plan = self._plan(gm, "", context, problems, {})
         if problems:
             raise GraphError(problems)
         report = Report()
-        context = Context(ambient_grad=torch.is_grad_enabled())
-        module = self._build(plan, report, context, {})
+        _report_regions(plan, report, set())
+        module = self._build(plan, {})
         if self.dags:
-            module = self._rewrite_dags(module, "", report, context, {})
+            module = self._rewrite_dags(module, "", report, context, {}, {})
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
         return Rewrite(module, signature, report)
 
-    # --- planning ------------------------------------------------------------------------------
-    def _plan(self, module, path: str, problems: list[Problem], seen: dict[int, _Plan]) -> _Plan:
-        if id(module) in seen:
-            return seen[id(module)]
-        items, found = find_regions(module.graph.nodes, self.index)
-        problems.extend(dataclasses.replace(problem, module=path) for problem in found)
-        children = [self._plan(child, f"{path}.{target}" if path else target, problems, seen)
-                    for target, child in held_graphs(module)]
-        has_structure = any(isinstance(item, (Region, Segment)) for item in items)
-        plan = _Plan(module, path, items, has_structure, children)
-        seen[id(module)] = plan
-        return plan
-
-    # --- building ------------------------------------------------------------------------------
-    def _build(self, plan: _Plan, report: Report, context: Context,
-               built: dict[int, torch.nn.Module]):
-        """The rewritten module of `plan`, children first; `built` maps old module ids to new.
+    # --- matching and deciding -----------------------------------------------------------------
+    def _plan(self, module, path: str, context: Context, problems: list[Problem],
+              seen: dict[int, _Plan]) -> _Plan:
+        """The module's region tree and its decisions, and its children's; every problem of
+        the whole tree goes to `problems`.
 
         Every graph of the tree starts in the same context: nested graphs such as `torch.cond`
         branches are judged against the ambient grad mode, as torch's passes judge them.
         """
+        if id(module) in seen:
+            return seen[id(module)]
+        items, found = find_regions(module.graph.nodes, self.index)
+        problems.extend(dataclasses.replace(problem, module=path) for problem in found)
+        children = [self._plan(child, f"{path}.{target}" if path else target, context,
+                               problems, seen)
+                    for target, child in held_graphs(module)]
+        decisions = None
+        if not found and any(isinstance(item, (Region, Segment)) for item in items):
+            decisions = decide_regions(items, module, context, self.index.markers, path)
+            problems.extend(decisions.problems)
+        plan = _Plan(module, path, items, decisions, children)
+        seen[id(module)] = plan
+        return plan
+
+    # --- building ------------------------------------------------------------------------------
+    def _build(self, plan: _Plan, built: dict[int, torch.nn.Module]):
+        """The rewritten module of `plan`, children first; `built` maps old module ids to new."""
         for child in plan.children:
             if id(child.module) not in built:
-                built[id(child.module)] = self._build(child, report, context, built)
+                built[id(child.module)] = self._build(child, built)
         if not plan.changes:
             return plan.module
-
-        def record(rule: checked.Rule, item: Region | Segment) -> None:
-            node = item.origin
-            report.matches.append(Match(rule.name, plan.path, node.name, source_line(node),
-                                        _note(item)))
-
         builder = GraphBuilder(plan.module, built)
         builder.graph._codegen = plan.module.graph._codegen
-        builder.emit(plan.items, Rewriter(self.index.markers, record, plan.path), context)
+        if plan.decisions is None:  # only its children changed
+            builder.emit(plan.items, None)
+        else:
+            builder.emit(plan.items, Rewriter(plan.decisions))
         return builder.to_module(template=plan.module)
 
     # --- DAG rules -------------------------------------------------------------------------------
     def _rewrite_dags(self, module, path: str, report: Report, context: Context,
-                      done: dict[int, torch.nn.Module]):
+                      done: dict[int, torch.nn.Module], overloads: dict):
         """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint."""
         if id(module) in done:
             return done[id(module)]
         replaced = {}
         for target, child in held_graphs(module):
             new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
-                                     context, done)
+                                     context, done, overloads)
             if new is not child:
                 replaced[id(child)] = new
         current = module
         for passes in itertools.count(1):
-            matches = find_matches(current.graph.nodes, self.dags, context)
-            if not matches:
+            decided = decide_dag_pass(current, self.dags, context, path, overloads)
+            if decided.problems:
+                raise GraphError(decided.problems)
+            if not decided.decisions:
                 break
             if passes > self.max_passes:
-                raise GraphError([_still_firing(matches, self.max_passes, path)])
-            for match in matches:
-                root = match.roots[0]
-                report.matches.append(Match(match.rule.name, path, root.name, source_line(root)))
-            current = rewrite_graph(current, matches, replaced, path)
+                raise GraphError([_still_firing(decided.decisions, self.max_passes, path)])
+            for decision in decided.decisions:
+                root = decision.roots[0]
+                report.matches.append(Match(decision.rule.name, path, root.name,
+                                            source_line(root)))
+            current = rewrite_graph(current, decided.decisions, replaced)
             replaced = {}  # the first copy took the rewritten children in
         if current is module and replaced:
-            current = rewrite_graph(module, [], replaced, path)
+            current = rewrite_graph(module, [], replaced)
         done[id(module)] = current
         return current
 
@@ -227,6 +236,19 @@ def _still_firing(matches, max_passes: int, path: str) -> Problem:
     return Problem(f"DAG rules still match after {max_passes} passes over one graph; each "
                    f"undoes or feeds another. Firing in the last pass: {rules}",
                    tuple(match.roots[0] for match in matches[:3]), path)
+
+
+def _report_regions(plan: _Plan, report: Report, reported: set[int]) -> None:
+    """What each region rule matched, children first, each module once, in graph order."""
+    reported.add(id(plan.module))
+    for child in plan.children:
+        if id(child.module) not in reported:
+            _report_regions(child, report, reported)
+    for decision in (plan.decisions.decisions.values() if plan.decisions else ()):
+        if decision.rule is not None:
+            node = decision.item.origin
+            report.matches.append(Match(decision.rule.name, plan.path, node.name,
+                                        source_line(node), _note(decision.item)))
 
 
 def _note(item: Region | Segment) -> str:

@@ -21,8 +21,10 @@ import torch.fx
 from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from ..graphs.modules import fetch_attr
-from ..matching.guards import Context
 from ..matching.regions import Item, Region, Segment
+
+
+_UNBUILT = object()
 
 
 class GraphBuilder:
@@ -51,11 +53,13 @@ class GraphBuilder:
         return GraphBuilder(self.old_module, self.replaced, parent=self)
 
     # --- values ------------------------------------------------------------------------------
-    def value(self, old: torch.fx.Node) -> torch.fx.Node:
-        new = self.env.get(old)
-        if new is None:
-            if old.op != "get_attr":
-                raise KeyError(f"internal error: `{old.name}` used before it was built")
+    def value(self, old: torch.fx.Node):
+        """What stands for `old` in the new graph: its copy, what replaced it (a node or a
+        literal), or for a `get_attr`, a fetch made on first use."""
+        new = self.env.get(old, _UNBUILT)
+        if new is _UNBUILT:
+            if old.op != "get_attr":  # the decisions are closed: this cannot happen
+                raise AssertionError(f"internal error: `{old.name}` used before it was built")
             new = self.graph.get_attr(old.target)
             new.meta = copy.copy(old.meta)
             self.attrs[old.target] = self._old_attr(old.target)
@@ -76,9 +80,9 @@ class GraphBuilder:
         return self.replaced.get(id(value), value)
 
     # --- items -------------------------------------------------------------------------------
-    def emit(self, items: list[Item], handler: Callable, context: Context) -> None:
+    def emit(self, items: list[Item], handler: Callable) -> None:
         """Copies items in order; each region or segment goes to
-        `handler(builder, item, partition, context)`.
+        `handler(builder, item, partition)`.
 
         The partition number follows torch's `sequential_split`: it grows at each region or
         segment and at the first node after a region, so submodule names match torch's.
@@ -91,7 +95,7 @@ class GraphBuilder:
                 partition += 1
                 after_region = False
             if structured:
-                handler(self, item, partition, context)
+                handler(self, item, partition)
                 after_region = isinstance(item, Region)
             elif item.op != "get_attr":
                 self.copy(item)

@@ -1,0 +1,249 @@
+"""A DAG decision's templates -> what will be built, before anything is.
+
+Input: a rule's replacement templates, the bindings of its match (nodes of the old graph,
+literals), the nodes the match touches. Output: for each replaced root, its replacement as data:
+an old node (`replace with $x`), a literal, or a `Planned` node: op, target (an op packet
+resolved to the overload the dispatcher picks for these arguments, as torch.export needs),
+arguments (old nodes, other planned nodes, literals) and the `meta` it will carry. Equal calls
+within one match are planned once. Or the problems that make the replacement wrong: a template
+that fails on its inputs' values, a value the graph makes only after the root it would replace,
+a literal or other non-tensor in place of a tensor, a captured value whose dtype, shape or
+device differs from the root's.
+
+Every planned node gets its value (`meta["val"]`, or Dynamo's `meta["example_value"]`): the one
+that replaces a root takes the root's (it computes the same value); one that repeats a matched
+node (same target, same arguments) takes that node's; any other is computed with fake tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+from torch._ops import OpOverloadPacket
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.utils import _pytree as pytree
+
+from ..graphs.dump import format_type, format_value
+from ..graphs.errors import Problem
+from ..graphs.values import MISSING, key_for, recorded, value_difference
+from ..language import checked
+
+# What a replacement node takes over from the node whose value it computes.
+CARRIED_META = ("val", "example_value", "tensor_meta", "stack_trace", "nn_module_stack")
+
+
+@dataclass(eq=False)
+class Planned:
+    """A node a rewrite will build. Arguments hold old nodes (mapped to their copies when
+    built), other planned nodes and literals."""
+
+    op: str
+    target: object
+    args: tuple
+    kwargs: dict
+    meta: dict = field(default_factory=dict)
+
+    def format(self) -> str:
+        args = [_format(arg) for arg in self.args]
+        args += [f"{name}={_format(value)}" for name, value in self.kwargs.items()]
+        return f"{format_value(self.target)}({', '.join(args)})"
+
+
+class TemplateError(Exception):
+    """A template that cannot be built as written; the message names rule and node."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+class TemplatePlanner:
+    """Plans one match's replacements. `overloads` caches overload resolution across matches
+    (resolving is not cheap); `positions` orders the old graph's nodes."""
+
+    def __init__(self, rule: checked.Rule, bindings: dict, matched: frozenset[torch.fx.Node],
+                 positions: dict, overloads: dict, path: str):
+        self.rule = rule
+        self.bindings = bindings
+        self.positions = positions
+        self.overloads = overloads
+        self.path = path
+        self.made: dict[tuple, Planned] = {}
+        # A matched node by its call: a template that repeats it takes its meta.
+        self.repeats = {(n.op, n.target, _frozen((n.args, n.kwargs))): n for n in matched}
+
+    def replacement(self, template: checked.TemplateArg, root: torch.fx.Node):
+        """What replaces `root`: an old node, a literal, or a `Planned` node; TemplateError if
+        the template cannot stand in its place."""
+        self.root = root
+        value = self._value(template, top=True)
+        self._fits(value, template)
+        return value
+
+    # --- building the plan ---------------------------------------------------------------------
+    def _value(self, template, top: bool = False):
+        if isinstance(template, checked.Const):
+            return template.value
+        if isinstance(template, checked.Value):
+            return self._bound(template)
+        if isinstance(template, checked.ListTemplate):
+            return list(self._spread(template.items))
+        return self._node(template, top)
+
+    def _bound(self, use):
+        value = self.bindings[use.name]
+        for node in _nodes_in(value):
+            if self.positions[node] >= self.positions[self.root]:
+                raise self._error(use.span, f"replaces `{self.root.name}` with a value that needs "
+                                            f"`${use.name}`, which the graph makes only after it",
+                                  node)
+        return value
+
+    def _spread(self, items):
+        for item in items:
+            if isinstance(item, checked.Splat):
+                yield from self._bound(item)
+            else:
+                yield self._value(item)
+
+    def _node(self, template: checked.NodeTemplate, top: bool) -> Planned:
+        args = tuple(self._spread(template.args))
+        kwargs = {}
+        for name, arg in template.kwargs:
+            if name is None:  # **$kw
+                kwargs.update(self._bound(arg))
+            else:
+                kwargs[name] = self._value(arg)
+        target = template.target
+        if isinstance(target, OpOverloadPacket):
+            target = self._overload(target, args, kwargs, template)
+        key = (template.op, target, _frozen((args, kwargs)))
+        planned = self.made.get(key)
+        if planned is not None:
+            return planned
+        planned = Planned(template.op, target, args, kwargs)
+        source = self.root if top else self.repeats.get(key)
+        if source is not None:  # shared, as FX's own node_copy shares meta values
+            planned.meta.update({k: source.meta[k] for k in CARRIED_META if k in source.meta})
+        else:
+            self._propagate(planned, template)
+        self.made[key] = planned
+        return planned
+
+    # --- values --------------------------------------------------------------------------------
+    def _fake(self, args, kwargs):
+        """The arguments with nodes replaced by their fake values (None if one has none)."""
+        values = pytree.tree_map(_recorded, (args, kwargs))
+        missing = any(v is MISSING for v in pytree.tree_leaves(values))
+        return (None, None) if missing else values
+
+    def _overload(self, packet: OpOverloadPacket, args, kwargs, template) -> object:
+        fake_args, fake_kwargs = self._fake(args, kwargs)
+        key = (packet, _signature((fake_args, fake_kwargs)))
+        if key in self.overloads:
+            return self.overloads[key]
+        try:
+            if fake_args is None:
+                raise RuntimeError("an argument has no recorded value")
+            with _mode(fake_args, fake_kwargs):
+                name = torch._C._jit_resolve_packet(packet._qualified_op_name, *fake_args,
+                                                    **fake_kwargs)
+        except RuntimeError as error:
+            raise self._error(template.span, f"cannot tell which overload of `{packet}` to "
+                                             f"call: {error}") from None
+        self.overloads[key] = getattr(packet, name)
+        return self.overloads[key]
+
+    def _propagate(self, planned: Planned, template: checked.NodeTemplate) -> None:
+        fake_args, fake_kwargs = self._fake(planned.args, planned.kwargs)
+        if fake_args is None:
+            return  # an input without a recorded value (a traced graph): nor will this have one
+        try:
+            with _mode(fake_args, fake_kwargs):
+                if planned.op == "call_method":
+                    value = getattr(fake_args[0], planned.target)(*fake_args[1:], **fake_kwargs)
+                else:
+                    value = planned.target(*fake_args, **fake_kwargs)
+        except Exception as error:  # the template does not fit the values it was given
+            raise self._error(template.span, f"`{planned.format()}` fails on its inputs: "
+                                             f"{error}") from None
+        planned.meta[key_for([self.root])] = value
+
+    def _fits(self, value, template) -> None:
+        """A replacement must be the kind of value the root is: a tensor for a tensor, of the
+        same dtype, shape and device."""
+        before = recorded(self.root)
+        after = _recorded(value)
+        if before is MISSING or after is MISSING:
+            return  # a traced graph without values: nothing to compare
+        difference = value_difference(before, after)
+        if difference is not None:
+            shown = format_type(after) if isinstance(value, (torch.fx.Node, Planned)) else \
+                _format(value)
+            raise self._error(template.span, f"replaces `{self.root.name}` "
+                                             f"({format_type(before)}) with {shown}, "
+                                             f"{difference}")
+
+    def _error(self, span, message: str, *nodes: torch.fx.Node) -> TemplateError:
+        where = span.where if span is not None else self.rule.where
+        return TemplateError(Problem(f"rule `{self.rule.name}` ({where}) {message}",
+                                     (self.root, *nodes), self.path))
+
+
+def _nodes_in(value) -> list[torch.fx.Node]:
+    return [leaf for leaf in pytree.tree_leaves(value) if isinstance(leaf, torch.fx.Node)]
+
+
+def _recorded(value):
+    """The value a node, a planned node or a literal stands for (MISSING if not recorded)."""
+    if isinstance(value, torch.fx.Node):
+        return recorded(value)
+    if isinstance(value, Planned):
+        return next((value.meta[k] for k in ("val", "example_value") if k in value.meta),
+                    MISSING)
+    if isinstance(value, (list, tuple)):
+        values = type(value)(_recorded(v) for v in value)
+        return MISSING if any(v is MISSING for v in values) else values
+    return value
+
+
+def _format(value) -> str:
+    if isinstance(value, Planned):
+        return value.format()
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_format(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return format_value(value)
+
+
+def _frozen(value):
+    """A hashable stand-in for arguments (nodes and planned nodes hash by identity)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))
+    return value
+
+
+def _signature(value):
+    """What picks an overload: for each argument, tensor or its Python type."""
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_signature(v) for v in value))
+    if isinstance(value, dict):
+        return tuple((k, _signature(v)) for k, v in value.items())
+    return torch.Tensor if isinstance(value, torch.Tensor) else type(value)
+
+
+def _mode(fake_args, fake_kwargs):
+    """The fake mode the inputs' values belong to (not whatever tracing is under way: a Dynamo
+    backend runs inside a tracing context with a fake mode of its own)."""
+    for leaf in pytree.tree_leaves((fake_args, fake_kwargs)):
+        if isinstance(leaf, FakeTensor):
+            return leaf.fake_mode
+    return FakeTensorMode()
