@@ -33,6 +33,7 @@ class _Root:
 class CompiledDagRule:
     rule: checked.Rule
     roots: tuple[_Root, ...]
+    template_vars: tuple[str, ...]  # the variables its templates use, looked up once
 
 
 @dataclass
@@ -82,7 +83,11 @@ def _compile(rule: checked.Rule) -> CompiledDagRule:
         anchors = tuple(v for v in _referenced(pattern) if v in bound)
         roots.append(_Root(name, _compile_root(pattern), anchors))
         bound += _bound(pattern) + ([name] if name else [])
-    return CompiledDagRule(rule, tuple(roots))
+    used: dict[str, None] = {}
+    if isinstance(rule.action, checked.Replace):
+        for _, template in rule.action.replacements:
+            used.update((use.name, None) for use in checked.template_uses(template))
+    return CompiledDagRule(rule, tuple(roots), tuple(used))
 
 
 def _compile_root(pattern) -> Matcher:

@@ -272,21 +272,27 @@ def _footprint(found: Structural, taken, context: Context) -> DagDecision | Reje
             return Rejection(rule, roots[0], ERASE_USED,
                              f"`erase` would drop `{used.name}`, which `{user.name}` uses",
                              (used, user))
-    kept = _kept(rule, bindings, roots, interior, erase)
+    kept = _kept(found, interior, erase)
     removed = frozenset(interior.keys() - kept) | (frozenset(roots) if erase else frozenset())
     return DagDecision(rule, bindings, roots, removed, frozenset(kept))
 
 
-def _kept(rule, bindings, roots, interior: dict, erase: bool) -> set[torch.fx.Node]:
+def _kept(found: Structural, interior: dict, erase: bool) -> set[torch.fx.Node]:
     """The interior nodes that something staying still uses, directly or through each other:
     a user outside the match, a template, a root the action leaves in place."""
+    action, roots = found.rule.action, found.roots
     staying = [node for node, used_outside in interior.items() if used_outside]
-    if isinstance(rule.action, checked.Replace):
-        for _, template in rule.action.replacements:
-            for use in checked.template_uses(template):
-                staying += [node for node in _nodes(bindings[use.name]) if node in interior]
-        replaced = {roots[index] for index, _ in rule.action.replacements}
-        staying += [root for root in roots if root not in replaced]
+    if isinstance(action, checked.Replace):
+        for name in found.compiled.template_vars:
+            value = found.bindings[name]
+            if isinstance(value, torch.fx.Node):
+                if value in interior:
+                    staying.append(value)
+            else:
+                staying += [node for node in _nodes(value) if node in interior]
+        if len(roots) > 1:
+            replaced = {roots[index] for index, _ in action.replacements}
+            staying += [root for root in roots if root not in replaced]
     elif not erase:
         staying += roots
     kept = {node for node in staying if node in interior}

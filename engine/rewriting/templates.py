@@ -94,7 +94,7 @@ class TemplatePlanner:
 
     def _bound(self, use):
         value = self.bindings[use.name]
-        for node in _nodes_in(value):
+        for node in (value,) if isinstance(value, torch.fx.Node) else _nodes_in(value):
             if self.positions[node] >= self.positions[self.root]:
                 raise self._error(use.span, f"replaces `{self.root.name}` with a value that needs "
                                             f"`${use.name}`, which the graph makes only after it",
@@ -135,9 +135,8 @@ class TemplatePlanner:
     # --- values --------------------------------------------------------------------------------
     def _fake(self, args, kwargs):
         """The arguments with nodes replaced by their fake values (None if one has none)."""
-        values = pytree.tree_map(_recorded, (args, kwargs))
-        missing = any(v is MISSING for v in pytree.tree_leaves(values))
-        return (None, None) if missing else values
+        values = _recorded((args, kwargs))
+        return (None, None) if values is MISSING else values
 
     def _overload(self, packet: OpOverloadPacket, args, kwargs, template) -> object:
         fake_args, fake_kwargs = self._fake(args, kwargs)
@@ -193,19 +192,22 @@ class TemplatePlanner:
 
 
 def _nodes_in(value) -> list[torch.fx.Node]:
-    return [leaf for leaf in pytree.tree_leaves(value) if isinstance(leaf, torch.fx.Node)]
+    found: list[torch.fx.Node] = []
+    torch.fx.map_arg(value, found.append)
+    return found
 
 
 def _recorded(value):
-    """The value a node, a planned node or a literal stands for (MISSING if not recorded)."""
-    if isinstance(value, torch.fx.Node):
+    """The value a node, a planned node or a literal stands for, containers mapped through
+    (MISSING if any node in it has no recorded value)."""
+    if isinstance(value, (torch.fx.Node, Planned)):  # a planned node's meta reads as a node's
         return recorded(value)
-    if isinstance(value, Planned):
-        return next((value.meta[k] for k in ("val", "example_value") if k in value.meta),
-                    MISSING)
     if isinstance(value, (list, tuple)):
-        values = type(value)(_recorded(v) for v in value)
-        return MISSING if any(v is MISSING for v in values) else values
+        values = [_recorded(v) for v in value]
+        return MISSING if any(v is MISSING for v in values) else type(value)(values)
+    if isinstance(value, dict):
+        values = {k: _recorded(v) for k, v in value.items()}
+        return MISSING if any(v is MISSING for v in values.values()) else values
     return value
 
 
