@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests: `ci` (the default) runs a fixed set of examples, the same each run, so that
+# main stays green; `nightly` (scripts/nightly, or --hypothesis-profile=nightly) runs many more
+# with fresh seeds, and keeps failures in .hypothesis/ to replay them first next time.
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nightly", max_examples=4000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
 TESTS = REPO / "tests"
 
 

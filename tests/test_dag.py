@@ -188,7 +188,10 @@ def test_variadic_captures_rebuild_a_list():
     sketch = Sketch()
     x, y = sketch.input("x"), sketch.input("y")
     joined = sketch.op(aten.cat.default, [x, y, x], 0)
-    gm = sketch.finish(sketch.op(aten.relu.default, joined))
+    relu = sketch.op(aten.relu.default, joined)
+    with sketch.value.fake_mode:  # three [4, 4] along dim 0
+        joined.meta["val"] = relu.meta["val"] = torch.empty(12, 4)
+    gm = sketch.finish(relu)
     result = rewrite("""
 rule relu_each:
     match relu(cat([$first, *$rest], 0))

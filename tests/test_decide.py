@@ -11,12 +11,14 @@ import operator
 import pytest
 import torch
 import torch.fx
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import engine
 from engine.graphs.dump import dump
 from engine.matching.guards import Context
 from engine.matching.regions import find_regions
 from engine.rewriting import decide
+from engine.rewriting.evaluate import Evaluator
 from tests.graphs import Sketch, aten
 
 USES = """
@@ -43,7 +45,7 @@ def rules(text: str) -> engine.RuleSet:
 
 def decided(rule_text: str, gm: torch.fx.GraphModule) -> decide.DagPass:
     ruleset = rules(rule_text)
-    return decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", {})
+    return decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", Evaluator())
 
 
 def names(nodes) -> set[str]:
@@ -98,6 +100,23 @@ def test_a_shared_interior_used_outside_keeps_its_own_inputs():
     same_graph(result, expected, X)
 
 
+def test_a_shared_interior_goes_when_every_user_it_had_is_rewritten():
+    """Two relus of one neg, both rewritten: each match keeps neg for the other's sake, and
+    after both, nothing uses it: it goes."""
+    sketch = Sketch()
+    x = sketch.input("x")
+    neg = sketch.op(aten.neg.default, x)
+    gm = sketch.finish(sketch.op(aten.relu.default, neg), sketch.op(aten.relu.default, neg))
+    text = "rule r:\n    match relu(shared neg($x))\n    replace with sin($x)\n"
+    first, second = decided(text, gm).decisions
+    assert neg in first.removed | second.removed and neg not in first.kept | second.kept
+    result = rules(text).rewrite(gm).module
+    sketch = Sketch()
+    x = sketch.input("x")
+    expected = sketch.finish(sketch.op(aten.sin.default, x), sketch.op(aten.sin.default, x))
+    same_graph(result, expected, X)
+
+
 def test_an_exclusive_interior_below_a_removed_one_goes_with_it():
     gm, (x, sin, neg, relu) = chain(aten.sin.default, aten.neg.default, aten.relu.default)
     (decision,) = decided("rule r:\n    match relu(neg(sin($x)))\n    replace with cos($x)\n",
@@ -149,6 +168,8 @@ def test_keywords_bound_in_one_call_and_repeated_in_another():
     x = sketch.input("x")
     inner = sketch.op(aten.sum.dim_IntList, x, [0], keepdim=True)
     outer = sketch.op(aten.sum.dim_IntList, inner, [1], keepdim=True)
+    with sketch.value.fake_mode:
+        inner.meta["val"], outer.meta["val"] = torch.empty(1, 4), torch.empty(1, 1)
     gm = sketch.finish(outer)
     text = """
 rule r:
@@ -266,6 +287,56 @@ def test_a_literal_for_a_tensor_is_refused_when_applied():
     assert str(caught.value).splitlines()[0] == (
         "error: rule `r` (<text>:17:18) replaces `sin_default` (f32[4, 4]) with 1.5, which is "
         "not a tensor")
+
+
+def test_a_template_value_is_computed_not_copied_from_the_root():
+    """`mul($x, $k)` also binds `$k` to a number: `cos($k)` passes the checker (a variable can
+    hold anything), and picks the overload for numbers. Computed, not copied from the root, its
+    value is refused before anything is built."""
+    sketch = Sketch()
+    x = sketch.input("x")
+    gm = sketch.finish(sketch.op(aten.mul.Tensor, x, 2.0))
+    text = "use torch.ops.aten.mul\nrule r:\n    match mul($x, $k)\n    replace with {}\n"
+    with pytest.raises(engine.GraphError) as caught:
+        rules(text.format("cos($k)")).rewrite(gm)
+    assert str(caught.value).splitlines()[0] == (
+        "error: rule `r` (<text>:18:18) replaces `mul_tensor` (f32[4, 4]) with "
+        "`aten.cos.float(2.0)` (-0.4161468365471424), which is not a tensor")
+    with pytest.raises(engine.GraphError) as caught:  # the overload for tensors, given a number
+        engine.rules_from_text(text.format("cos($k)").replace(
+            "use torch.ops.aten.mul", "use torch.ops.aten.mul\nuse torch.ops.aten.cos.default "
+                                      "as cos")).rewrite(gm)
+    assert str(caught.value).splitlines()[0].startswith(
+        "error: rule `r` (<text>:5:18) `aten.cos.default(2.0)` fails on its inputs: ")
+
+
+def test_a_template_of_another_shape_is_refused():
+    gm, _ = chain(aten.relu.default)
+    with pytest.raises(engine.GraphError) as caught:
+        rules("rule r:\n    match relu($x)\n    replace with sum($x)\n").rewrite(gm)
+    assert str(caught.value).splitlines()[0] == (
+        "error: rule `r` (<text>:17:18) replaces `relu_default` (f32[4, 4]) with "
+        "`aten.sum.default(x)` (f32[]), of another shape")
+
+
+def test_a_template_with_other_strides_gets_its_own_value():
+    """Same dtype, shape and device is a fit; the strides it computes are its own, not the
+    root's."""
+    gm, (x, relu) = chain(aten.relu.default)
+    result = engine.rules_from_text("""
+use torch.ops.aten.relu
+use torch.ops.aten.t
+use torch.ops.aten.clone
+use torch.ops.aten.clamp_min
+use torch.contiguous_format
+rule r:
+    match relu($x)
+    replace with t(clone(t(clamp_min($x, 0)), memory_format=contiguous_format))
+""").rewrite(gm)
+    last = result.module.graph.output_node().args[0][0]
+    assert last.target is aten.t.default and last.meta["val"].stride() == (1, 4)
+    assert relu.meta["val"].stride() == (4, 1)
+    torch.testing.assert_close(result.module(X)[0], gm(X)[0])
 
 
 def test_a_captured_value_of_another_dtype_is_refused():
@@ -434,3 +505,32 @@ rule r:
     assert [n.target for n in result.module.graph.nodes if n.op == "call_function"] == [
         torch.ops.higher_order.wrap_with_autocast, operator.getitem]
 
+
+
+# --- values: computed once for each kind of input -----------------------------------------------
+def test_values_are_computed_once_for_inputs_of_one_kind():
+    evaluator = Evaluator()
+    with FakeTensorMode() as mode:
+        a, b = torch.empty(2, 3), torch.empty(2, 3)
+    for tensor in (a, b):
+        key = evaluator.key((tensor, 0), {})
+        spec, value = evaluator.spec("call_function", aten.clamp_min.default, (tensor, 0), {},
+                                     key)
+        assert spec[:3] == ("tensor", torch.float32, (2, 3))
+        assert (value is None) == (tensor is b)  # the second time: a lookup, nothing run
+        assert value is None or value.fake_mode is mode
+    assert len(evaluator.specs) == 1
+    other = evaluator.key((a, 1), {})  # another literal is another key
+    assert evaluator.spec("call_function", aten.clamp_min.default, (a, 1), {}, other)[1] \
+        is not None
+
+
+def test_symbolic_sizes_are_computed_every_time():
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    evaluator = Evaluator()
+    with FakeTensorMode(shape_env=ShapeEnv()) as mode:
+        x = torch.empty(mode.shape_env.create_unbacked_symint(), 3)
+    assert evaluator.key((x,), {}) is None
+    spec, value = evaluator.spec("call_function", aten.neg.default, (x,), {}, None)
+    assert spec is None and value.shape[1] == 3

@@ -19,6 +19,14 @@ def recorded(node: torch.fx.Node, default=MISSING):
     return meta.get("example_value", default)
 
 
+def nodes_in(value) -> list[torch.fx.Node]:
+    """The nodes inside an argument value (a node, or lists, tuples and dicts of them), in
+    order, with repeats: `nodes_in((node.args, node.kwargs))` are the values a node uses."""
+    found: list[torch.fx.Node] = []
+    torch.fx.map_arg(value, found.append)
+    return found
+
+
 def key_for(nodes) -> str:
     """The meta key a new node computed from `nodes` records its value under."""
     dynamo = any("val" not in n.meta and "example_value" in n.meta for n in nodes)

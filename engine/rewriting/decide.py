@@ -34,10 +34,12 @@ import torch.fx
 
 from ..graphs.errors import Problem
 from ..graphs.modules import fetch_attr
+from ..graphs.values import nodes_in
 from ..language import checked
 from ..matching.dag import DagIndex, Structural, match_at
 from ..matching.guards import Context, first_failing
 from ..matching.regions import Item, Region, Segment
+from .evaluate import Evaluator
 from .templates import TemplateError, TemplatePlanner
 
 # Why a candidate was not taken.
@@ -153,7 +155,7 @@ def _inputs(region: Region | Segment, decided: RegionDecisions):
     for node in region.nodes():
         if node.op == "call_function" and node.target in decided.markers:
             continue
-        for used in used_nodes(node):
+        for used in nodes_in((node.args, node.kwargs)):
             if used in inside:
                 continue
             if used.op == "get_attr" and isinstance(
@@ -172,7 +174,7 @@ def outputs_of(region: Region | Segment, decided: RegionDecisions) -> list[torch
         for user in node.users:
             if user in inside or (user.op == "call_function" and user.target in decided.markers):
                 continue
-            key = (decided.positions[user], used_nodes(user).index(node))
+            key = (decided.positions[user], nodes_in((user.args, user.kwargs)).index(node))
             if node not in first_use or key < first_use[node]:
                 first_use[node] = key
     return sorted(first_use, key=first_use.__getitem__)
@@ -188,13 +190,6 @@ def _check_erase(item: Region | Segment, rule: checked.Rule, decided: RegionDeci
             f"`{user.name}` uses `{value.name}`, made there", (item.origin, user), decided.path))
 
 
-def used_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
-    """The nodes among a node's arguments, in order (args, then kwargs), with repeats."""
-    found: list[torch.fx.Node] = []
-    torch.fx.map_arg((node.args, node.kwargs), found.append)
-    return found
-
-
 # --- DAG matches ---------------------------------------------------------------------------------
 @dataclass(eq=False)
 class DagDecision:
@@ -205,6 +200,8 @@ class DagDecision:
     roots: tuple[torch.fx.Node, ...]
     removed: frozenset[torch.fx.Node]  # interior nodes that go, and erased roots
     kept: frozenset[torch.fx.Node]  # matched interior nodes that stay
+    replaced_roots: frozenset[torch.fx.Node] = frozenset()
+    template_vars: tuple[str, ...] = ()  # the variables its templates use
     replaced: dict[torch.fx.Node, object] = field(default_factory=dict)  # root -> replacement
 
 
@@ -218,7 +215,7 @@ class DagPass:
 
 
 def decide_dag_pass(module: torch.fx.GraphModule, index: DagIndex, context: Context,
-                    path: str, overloads: dict) -> DagPass:
+                    path: str, evaluator: Evaluator) -> DagPass:
     """The matches one pass over the graph applies, each with its footprint and its plan."""
     result = DagPass()
     taken: set[torch.fx.Node] = set()
@@ -240,9 +237,30 @@ def decide_dag_pass(module: torch.fx.GraphModule, index: DagIndex, context: Cont
             break
     if result.decisions:
         positions = {node: index for index, node in enumerate(module.graph.nodes)}
+        if any(decision.kept for decision in result.decisions):
+            _release_shared(result.decisions, positions)
         for decision in result.decisions:
-            _plan_replacements(decision, positions, overloads, path, result.problems)
+            _plan_replacements(decision, positions, evaluator, path, result.problems)
     return result
+
+
+def _release_shared(decisions: list[DagDecision], positions: dict) -> None:
+    """A `shared` interior kept for its users outside its match goes after all, if every one
+    of those users goes with the pass (two rewrites of the users of one transpose, say), and
+    so, in turn, does what only it used. Nodes a template names stay."""
+    gone = {node for d in decisions for node in (*d.removed, *d.replaced_roots)}
+    named = {node for d in decisions for name in d.template_vars
+             for node in nodes_in(d.bindings[name]) if node not in gone}
+    keepers: dict[torch.fx.Node, list[DagDecision]] = {}
+    for decision in decisions:
+        for node in decision.kept:
+            keepers.setdefault(node, []).append(decision)
+    for node in sorted(keepers, key=positions.__getitem__, reverse=True):  # users first
+        if node not in named and all(user in gone for user in node.users):
+            gone.add(node)
+            for decision in keepers[node]:
+                decision.kept = decision.kept - {node}
+            decision.removed = decision.removed | {node}  # the last to keep it removes it
 
 
 def _footprint(found: Structural, taken, context: Context) -> DagDecision | Rejection:
@@ -272,29 +290,26 @@ def _footprint(found: Structural, taken, context: Context) -> DagDecision | Reje
             return Rejection(rule, roots[0], ERASE_USED,
                              f"`erase` would drop `{used.name}`, which `{user.name}` uses",
                              (used, user))
-    kept = _kept(found, interior, erase)
+    replaced = frozenset(roots[index] for index, _ in rule.action.replacements) if isinstance(
+        rule.action, checked.Replace) else frozenset()
+    staying = [] if erase else [root for root in roots if root not in replaced]
+    kept = _kept(found, interior, staying)
     removed = frozenset(interior.keys() - kept) | (frozenset(roots) if erase else frozenset())
-    return DagDecision(rule, bindings, roots, removed, frozenset(kept))
+    return DagDecision(rule, bindings, roots, removed, frozenset(kept), replaced,
+                       found.compiled.template_vars)
 
 
-def _kept(found: Structural, interior: dict, erase: bool) -> set[torch.fx.Node]:
+def _kept(found: Structural, interior: dict, staying: list) -> set[torch.fx.Node]:
     """The interior nodes that something staying still uses, directly or through each other:
-    a user outside the match, a template, a root the action leaves in place."""
-    action, roots = found.rule.action, found.roots
-    staying = [node for node, used_outside in interior.items() if used_outside]
-    if isinstance(action, checked.Replace):
-        for name in found.compiled.template_vars:
-            value = found.bindings[name]
-            if isinstance(value, torch.fx.Node):
-                if value in interior:
-                    staying.append(value)
-            else:
-                staying += [node for node in _nodes(value) if node in interior]
-        if len(roots) > 1:
-            replaced = {roots[index] for index, _ in action.replacements}
-            staying += [root for root in roots if root not in replaced]
-    elif not erase:
-        staying += roots
+    a user outside the match, a template, a root the action leaves in place (`staying`)."""
+    staying += [node for node, used_outside in interior.items() if used_outside]
+    for name in found.compiled.template_vars:
+        value = found.bindings[name]
+        if isinstance(value, torch.fx.Node):
+            if value in interior:
+                staying.append(value)
+        else:
+            staying += [node for node in nodes_in(value) if node in interior]
     kept = {node for node in staying if node in interior}
     while staying:
         for node in staying.pop().all_input_nodes:
@@ -304,18 +319,12 @@ def _kept(found: Structural, interior: dict, erase: bool) -> set[torch.fx.Node]:
     return kept
 
 
-def _nodes(value) -> list[torch.fx.Node]:
-    found: list[torch.fx.Node] = []
-    torch.fx.map_arg(value, found.append)
-    return found
-
-
-def _plan_replacements(decision: DagDecision, positions, overloads, path, problems) -> None:
+def _plan_replacements(decision: DagDecision, positions, evaluator, path, problems) -> None:
     action = decision.rule.action
     if not isinstance(action, checked.Replace):
         return
     planner = TemplatePlanner(decision.rule, decision.bindings,
-                              decision.removed | decision.kept, positions, overloads, path)
+                              decision.removed | decision.kept, positions, evaluator, path)
     for index, template in action.replacements:
         root = decision.roots[index]
         try:

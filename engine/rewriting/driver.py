@@ -43,6 +43,7 @@ from ..matching.guards import Context
 from ..matching.regions import Item, Region, Segment, StructureIndex, find_regions
 from .actions import Rewriter
 from .decide import RegionDecisions, decide_dag_pass, decide_regions
+from .evaluate import Evaluator
 from .emit import GraphBuilder
 from .replace import rewrite_graph
 
@@ -150,7 +151,7 @@ class RuleSet:
         _report_regions(plan, report, set())
         module = self._build(plan, {})
         if self.dags:
-            module = self._rewrite_dags(module, "", report, context, {}, {})
+            module = self._rewrite_dags(module, "", report, context, {}, Evaluator())
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
@@ -198,19 +199,19 @@ class RuleSet:
 
     # --- DAG rules -------------------------------------------------------------------------------
     def _rewrite_dags(self, module, path: str, report: Report, context: Context,
-                      done: dict[int, torch.nn.Module], overloads: dict):
+                      done: dict[int, torch.nn.Module], evaluator: Evaluator):
         """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint."""
         if id(module) in done:
             return done[id(module)]
         replaced = {}
         for target, child in held_graphs(module):
             new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
-                                     context, done, overloads)
+                                     context, done, evaluator)
             if new is not child:
                 replaced[id(child)] = new
         current = module
         for passes in itertools.count(1):
-            decided = decide_dag_pass(current, self.dags, context, path, overloads)
+            decided = decide_dag_pass(current, self.dags, context, path, evaluator)
             if decided.problems:
                 raise GraphError(decided.problems)
             if not decided.decisions:

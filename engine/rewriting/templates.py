@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx
 from torch._ops import OpOverloadPacket
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.utils import _pytree as pytree
 
 from ..graphs.dump import format_type, format_value
 from ..graphs.errors import Problem
-from ..graphs.values import MISSING, key_for, recorded, value_difference
+from ..graphs.values import MISSING, key_for, nodes_in, recorded, value_difference
 from ..language import checked
+from .evaluate import Evaluator, Uncacheable
 
 # What a replacement node takes over from the node whose value it computes.
 CARRIED_META = ("val", "example_value", "tensor_meta", "stack_trace", "nn_module_stack")
@@ -60,19 +59,19 @@ class TemplateError(Exception):
 
 
 class TemplatePlanner:
-    """Plans one match's replacements. `overloads` caches overload resolution across matches
-    (resolving is not cheap); `positions` orders the old graph's nodes."""
+    """Plans one match's replacements. `evaluator` computes values and overloads, cached
+    across matches; `positions` orders the old graph's nodes."""
 
     def __init__(self, rule: checked.Rule, bindings: dict, matched: frozenset[torch.fx.Node],
-                 positions: dict, overloads: dict, path: str):
+                 positions: dict, evaluator: Evaluator, path: str):
         self.rule = rule
         self.bindings = bindings
         self.positions = positions
-        self.overloads = overloads
+        self.evaluator = evaluator
         self.path = path
         self.made: dict[tuple, Planned] = {}
-        # A matched node by its call: a template that repeats it takes its meta.
-        self.repeats = {(n.op, n.target, _frozen((n.args, n.kwargs))): n for n in matched}
+        self.matched = matched
+        self._repeats: dict | None = None
 
     def replacement(self, template: checked.TemplateArg, root: torch.fx.Node):
         """What replaces `root`: an old node, a literal, or a `Planned` node; TemplateError if
@@ -94,7 +93,7 @@ class TemplatePlanner:
 
     def _bound(self, use):
         value = self.bindings[use.name]
-        for node in (value,) if isinstance(value, torch.fx.Node) else _nodes_in(value):
+        for node in (value,) if isinstance(value, torch.fx.Node) else nodes_in(value):
             if self.positions[node] >= self.positions[self.root]:
                 raise self._error(use.span, f"replaces `{self.root.name}` with a value that needs "
                                             f"`${use.name}`, which the graph makes only after it",
@@ -117,70 +116,80 @@ class TemplatePlanner:
             else:
                 kwargs[name] = self._value(arg)
         target = template.target
+        fake = _recorded((args, kwargs))
+        metadata = self.evaluator.key(*fake) if fake is not MISSING else None
         if isinstance(target, OpOverloadPacket):
-            target = self._overload(target, args, kwargs, template)
+            target = self._overload(target, fake, metadata, template)
         key = (template.op, target, _frozen((args, kwargs)))
         planned = self.made.get(key)
-        if planned is not None:
-            return planned
-        planned = Planned(template.op, target, args, kwargs)
-        source = self.root if top else self.repeats.get(key)
-        if source is not None:  # shared, as FX's own node_copy shares meta values
-            planned.meta.update({k: source.meta[k] for k in CARRIED_META if k in source.meta})
-        else:
-            self._propagate(planned, template)
-        self.made[key] = planned
+        if planned is None:
+            planned = self.made[key] = Planned(template.op, target, args, kwargs)
+            source = self.root if top else self.repeats().get(key)
+            self._value_of(planned, fake, metadata, source, template)
         return planned
 
-    # --- values --------------------------------------------------------------------------------
-    def _fake(self, args, kwargs):
-        """The arguments with nodes replaced by their fake values (None if one has none)."""
-        values = _recorded((args, kwargs))
-        return (None, None) if values is MISSING else values
+    def repeats(self) -> dict:
+        """The matched nodes by their calls: a template call that repeats one may take its
+        value. Made when first asked (most templates are a call or two above the root)."""
+        if self._repeats is None:
+            self._repeats = {(n.op, n.target, _frozen((n.args, n.kwargs))): n
+                             for n in self.matched}
+        return self._repeats
 
-    def _overload(self, packet: OpOverloadPacket, args, kwargs, template) -> object:
-        fake_args, fake_kwargs = self._fake(args, kwargs)
-        key = (packet, _signature((fake_args, fake_kwargs)))
-        if key in self.overloads:
-            return self.overloads[key]
+    # --- values --------------------------------------------------------------------------------
+    def _overload(self, packet: OpOverloadPacket, fake, metadata, template) -> object:
         try:
-            if fake_args is None:
+            if fake is MISSING:
                 raise RuntimeError("an argument has no recorded value")
-            with _mode(fake_args, fake_kwargs):
-                name = torch._C._jit_resolve_packet(packet._qualified_op_name, *fake_args,
-                                                    **fake_kwargs)
+            return self.evaluator.overload(packet, *fake, metadata)
         except RuntimeError as error:
             raise self._error(template.span, f"cannot tell which overload of `{packet}` to "
                                              f"call: {error}") from None
-        self.overloads[key] = getattr(packet, name)
-        return self.overloads[key]
 
-    def _propagate(self, planned: Planned, template: checked.NodeTemplate) -> None:
-        fake_args, fake_kwargs = self._fake(planned.args, planned.kwargs)
-        if fake_args is None:
-            return  # an input without a recorded value (a traced graph): nor will this have one
+    def _value_of(self, planned: Planned, fake, metadata, source, template) -> None:
+        """The planned node's value, computed from its inputs' (never taken on trust). Where it
+        is what `source` (the root it replaces, a matched node it repeats) holds, it takes
+        that node's value and meta, as FX's own node_copy shares them."""
+        if fake is MISSING:  # an input without a recorded value (a traced graph)
+            if source is not None:
+                planned.meta.update({k: source.meta[k] for k in CARRIED_META
+                                     if k in source.meta})
+            return
         try:
-            with _mode(fake_args, fake_kwargs):
-                if planned.op == "call_method":
-                    value = getattr(fake_args[0], planned.target)(*fake_args[1:], **fake_kwargs)
-                else:
-                    value = planned.target(*fake_args, **fake_kwargs)
+            spec, value = self.evaluator.spec(planned.op, planned.target, *fake, metadata)
+            if source is not None and spec is not None and self._same_spec(spec, source):
+                planned.meta.update({k: source.meta[k] for k in CARRIED_META
+                                     if k in source.meta})
+                return
+            if value is None:
+                value = self.evaluator.run(planned.op, planned.target, *fake)
         except Exception as error:  # the template does not fit the values it was given
             raise self._error(template.span, f"`{planned.format()}` fails on its inputs: "
                                              f"{error}") from None
+        if source is self.root:
+            planned.meta.update({k: self.root.meta[k] for k in ("stack_trace", "nn_module_stack")
+                                 if k in self.root.meta})
         planned.meta[key_for([self.root])] = value
+
+    def _same_spec(self, spec, node: torch.fx.Node) -> bool:
+        try:
+            return spec == self.evaluator.spec_of(recorded(node))
+        except Uncacheable:
+            return False
 
     def _fits(self, value, template) -> None:
         """A replacement must be the kind of value the root is: a tensor for a tensor, of the
         same dtype, shape and device."""
         before = recorded(self.root)
         after = _recorded(value)
-        if before is MISSING or after is MISSING:
-            return  # a traced graph without values: nothing to compare
+        if before is MISSING or after is MISSING or after is before:
+            return  # a traced graph without values, or the very value the root has
         difference = value_difference(before, after)
         if difference is not None:
-            shown = format_type(after) if isinstance(value, (torch.fx.Node, Planned)) else \
-                _format(value)
+            if isinstance(value, Planned):
+                shown = f"`{value.format()}` ({format_type(after)})"
+            else:
+                shown = format_type(after) if isinstance(value, torch.fx.Node) else _format(value)
             raise self._error(template.span, f"replaces `{self.root.name}` "
                                              f"({format_type(before)}) with {shown}, "
                                              f"{difference}")
@@ -191,20 +200,19 @@ class TemplatePlanner:
                                      (self.root, *nodes), self.path))
 
 
-def _nodes_in(value) -> list[torch.fx.Node]:
-    found: list[torch.fx.Node] = []
-    torch.fx.map_arg(value, found.append)
-    return found
-
-
 def _recorded(value):
     """The value a node, a planned node or a literal stands for, containers mapped through
     (MISSING if any node in it has no recorded value)."""
     if isinstance(value, (torch.fx.Node, Planned)):  # a planned node's meta reads as a node's
         return recorded(value)
     if isinstance(value, (list, tuple)):
-        values = [_recorded(v) for v in value]
-        return MISSING if any(v is MISSING for v in values) else type(value)(values)
+        values = []
+        for item in value:
+            item = _recorded(item)
+            if item is MISSING:
+                return MISSING
+            values.append(item)
+        return type(value)(values)
     if isinstance(value, dict):
         values = {k: _recorded(v) for k, v in value.items()}
         return MISSING if any(v is MISSING for v in values.values()) else values
@@ -221,31 +229,17 @@ def _format(value) -> str:
 
 
 def _frozen(value):
-    """A hashable stand-in for arguments (nodes and planned nodes hash by identity)."""
+    """A hashable stand-in for arguments: nodes and planned nodes by identity, numbers with
+    their type (a call with `1` is not one with `True` or `1.0`)."""
+    kind = type(value)
+    if kind is torch.fx.Node or kind is Planned:
+        return value
     if isinstance(value, (list, tuple)):
-        return (type(value), tuple(_frozen(v) for v in value))
+        return (kind, tuple(map(_frozen, value)))
     if isinstance(value, dict):
-        return tuple((k, _frozen(v)) for k, v in value.items())
+        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
     try:
         hash(value)
     except TypeError:
-        return (type(value), repr(value))
-    return value
-
-
-def _signature(value):
-    """What picks an overload: for each argument, tensor or its Python type."""
-    if isinstance(value, (list, tuple)):
-        return (type(value), tuple(_signature(v) for v in value))
-    if isinstance(value, dict):
-        return tuple((k, _signature(v)) for k, v in value.items())
-    return torch.Tensor if isinstance(value, torch.Tensor) else type(value)
-
-
-def _mode(fake_args, fake_kwargs):
-    """The fake mode the inputs' values belong to (not whatever tracing is under way: a Dynamo
-    backend runs inside a tracing context with a fake mode of its own)."""
-    for leaf in pytree.tree_leaves((fake_args, fake_kwargs)):
-        if isinstance(leaf, FakeTensor):
-            return leaf.fake_mode
-    return FakeTensorMode()
+        return (kind, repr(value))
+    return (kind, value)

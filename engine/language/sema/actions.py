@@ -17,20 +17,12 @@ from torch._ops import OpOverload, OpOverloadPacket
 from .. import ast, checked
 from ..builtins import BUILTINS
 from ..schemas import returns_one_tensor
-from .scope import BUILTIN_SYMBOLS, Reporter, Scope, Variables
+from .scope import BUILTIN_SYMBOLS, RuleChecks
 
 _TEMPLATE_FUNCTION_HOMES = ("operator", "_operator", "math")
 
 
-class ActionChecker:
-    def __init__(self, reporter: Reporter, scope: Scope, variables: Variables):
-        self.reporter = reporter
-        self.scope = scope
-        self.variables = variables
-
-    def error(self, span, message: str, *notes) -> None:
-        self.reporter.error(span, message, *notes)
-
+class ActionChecker(RuleChecks):
     # --- actions -------------------------------------------------------------------------------
     def action(self, action, pattern) -> checked.Action:
         dag = isinstance(pattern, checked.DagPattern)

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 from .. import ast, checked
 from ..names import op_key
-from .scope import Reporter, Scope, Variables
+from .scope import RuleChecks
 
 _MARKER_ARGUMENT = ("the arguments of a region's markers are plain values: variables, `_` and "
                     "literals")
 
 
-class PatternChecker:
-    def __init__(self, reporter: Reporter, scope: Scope, variables: Variables):
-        self.reporter = reporter
-        self.scope = scope
-        self.variables = variables
-
-    def error(self, span, message: str, *notes) -> None:
-        self.reporter.error(span, message, *notes)
-
+class PatternChecker(RuleChecks):
     # --- regions -------------------------------------------------------------------------------
     def region(self, region: ast.Region) -> checked.RegionPattern:
         opener = self.node_pattern(region.opener, marker=True)

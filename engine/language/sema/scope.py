@@ -174,6 +174,19 @@ class Variables:
         return True
 
 
+class RuleChecks:
+    """What checking one part of a rule needs: where to report, the file's names, the rule's
+    variables."""
+
+    def __init__(self, reporter: Reporter, scope: Scope, variables: Variables):
+        self.reporter = reporter
+        self.scope = scope
+        self.variables = variables
+
+    def error(self, span: Span, message: str, *notes: Note) -> None:
+        self.reporter.error(span, message, *notes)
+
+
 def define_rule(reporter: Reporter, defined: dict[str, Symbol], rule: ast.Rule) -> None:
     """Rule names are unique across every file loaded together."""
     if rule.name in defined:
