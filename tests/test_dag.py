@@ -334,10 +334,15 @@ rule c:
 rule d:
     match $r = relu(shared add($x, $x))
     erase
+rule e:
+    match add(add($x, $y, **$kw), $y, **$kw)
+    erase
 """)
     sketch = Sketch()
     x, y = sketch.input("x"), sketch.input("y")
-    nodes = [sketch.op(aten.relu.default, sketch.op(aten.add.Tensor, x, y)),
+    nodes = [sketch.op(aten.add.Tensor, sketch.op(aten.add.Tensor, x, y, alpha=2), y, alpha=2),
+             sketch.op(aten.add.Tensor, sketch.op(aten.add.Tensor, x, y, alpha=2), y),
+             sketch.op(aten.relu.default, sketch.op(aten.add.Tensor, x, y)),
              sketch.op(aten.relu.default, sketch.op(aten.sub.Tensor, x, y)),
              sketch.op(aten.relu.default, sketch.op(aten.add.Tensor, x, x)),
              sketch.op(aten.mul.Tensor, 1, x), sketch.op(aten.mul.Tensor, x, 2),
