@@ -134,8 +134,17 @@ rule times_one:
     match mul($x, 1)
     replace with $x
 """, gm, *inputs)
-    assert result.report.counts() == {"times_one": 2}  # 1 and 1.0, not 2.0
-    assert targets(result.module) == [aten.mul.Tensor]
+    # `other` is a Tensor (or a Scalar, in mul.Scalar): 1 is not 1.0, which makes an integer
+    # tensor a float one
+    assert result.report.counts() == {"times_one": 1}
+    assert targets(result.module) == [aten.mul.Tensor, aten.mul.Tensor]
+    either = rewrite("""
+rule times_one:
+    match mul($x, 1) | mul($x, 1.0)
+    replace with $x
+""", gm, *inputs)
+    assert either.report.counts() == {"times_one": 2}
+    assert targets(either.module) == [aten.mul.Tensor]
     anything = rewrite("""
 rule any_product:
     match mul($x, _)

@@ -28,7 +28,7 @@ class Identities(nn.Module):
         a = x * 1
         b = 1 * (a / 1)
         c = (b + 0) - 0
-        d = -(-c)
+        d = -(-c) * 1.0 + 0.0  # for a float tensor, 1.0 and 0.0 are identities too
         kept = n * 1.0  # an integer tensor times 1.0 is a float tensor: not `n`
         return d, kept, x * 2
 

@@ -19,7 +19,7 @@ use torch.ops.aten.add.Tensor as add
 rule times_one:
     match $y = commutative mul($x, 1)
     where dtype($y) == dtype($x)
-    replace with add($x, 0)
+    replace with add($x, $x)
 """
 
 
@@ -49,7 +49,7 @@ def test_each_use_refers_to_its_definition():
     x = at(index, TEXT, 4, "$x").symbol
     assert at(index, TEXT, 5, "$x)").symbol is x  # in the guard
     assert at(index, TEXT, 6, "$x").symbol is x  # in the template
-    assert [o.span.line for o in index.occurrences_of(x)] == [4, 5, 6]
+    assert [o.span.line for o in index.occurrences_of(x)] == [4, 5, 6, 6]
     assert at(index, TEXT, 5, "$y").symbol is at(index, TEXT, 4, "$y").symbol
 
 

@@ -157,7 +157,7 @@ class Bound:
 
 
 Expr = Union[Var, Wildcard, Literal, Constant, Call, Method, ListExpr, Alternatives, Shared,
-             Commutative, Bound]
+             Commutative, Bound, "QualifiedConstant", "Negative", "Index"]
 Arg = Union[Expr, StarVar, StarWildcard, StarStarVar, StarStarWildcard, Keyword]
 
 
@@ -175,27 +175,101 @@ class Region:
     closer: Call | None
 
 
-# --- guards --------------------------------------------------------------------------------
+# --- values and conditions: `where` clauses, and the value parts of templates ------------------
 @dataclass(frozen=True)
 class Builtin:
-    """`grad_enabled()`: a built-in of the `where` clause (not a `use`d name)."""
+    """`grad_enabled()`, `shape($x)`: a built-in (not a `use`d name)."""
 
     span: Span
     name: str
     args: tuple["Operand", ...]
 
 
-Operand = Union[Var, Literal, Constant, Builtin]
+@dataclass(frozen=True)
+class QualifiedConstant:
+    """`torch.float32`: a constant named by its full path, resolved like a `use`."""
+
+    span: Span
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Negative:
+    """`-x`: a negative number, or the negation of an integer value."""
+
+    span: Span
+    operand: "Operand"
+
+
+@dataclass(frozen=True)
+class Index:
+    """`shape($x)[-1]`: an item of a list."""
+
+    span: Span
+    value: "Operand"
+    index: "Operand"
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """`rank($x) - 1`: integer arithmetic (`+ - * // %`)."""
+
+    span: Span
+    op: str
+    left: "Operand"
+    right: "Operand"
+
+
+Operand = Union[Var, Literal, Constant, QualifiedConstant, Builtin, Negative, Index, Arithmetic]
 
 
 @dataclass(frozen=True)
 class Guard:
-    """`left == right` or `left != right`."""
+    """`left == right`, `left < right`...: a comparison."""
 
     span: Span
     op: str
     left: Operand
     right: Operand
+
+
+@dataclass(frozen=True)
+class Membership:
+    """`value in (a, b)` (or `not in`)."""
+
+    span: Span
+    value: Operand
+    options: tuple[Operand, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A value used as a condition: a predicate such as `is_tensor($v)`."""
+
+    span: Span
+    value: Operand
+
+
+@dataclass(frozen=True)
+class AllOf:
+    span: Span
+    items: tuple["Condition", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    span: Span
+    items: tuple["Condition", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    span: Span
+    item: "Condition"
+
+
+Condition = Union[Guard, Membership, Truth, AllOf, AnyOf, Not]
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -254,7 +328,7 @@ class Rule:
     name: str
     name_span: Span
     pattern: Pattern
-    guards: tuple[Guard, ...]
+    guards: tuple[Condition, ...]  # all must hold
     action: Action
 
 

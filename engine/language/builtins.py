@@ -1,26 +1,53 @@
-"""The built-ins of `where` clauses, as the language knows them: names, arities, meanings.
+"""The built-ins of `where` clauses and templates, as the language knows them.
 
-Input: nothing (data). Read by `engine.language.sema` (is a name a built-in, how many arguments)
-and by tools (completion, hover). What each one evaluates to lives with the matchers, in
-`engine.matching.guards`, which has one evaluator for each name here.
+Input: nothing (data). Read by `engine.language.sema` (is a name a built-in, what it takes and
+gives, whether a template may use it) and by tools (completion, hover). What each one evaluates
+to lives with the matchers, in `engine.matching.guards`, which has one evaluator for each name
+here; templates evaluate theirs in `engine.rewriting.templates`.
+
+Kinds are those of `engine.language.schemas` (`TENSOR`, `SCALAR`...); ANY takes whatever is
+given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .schemas import ENUM, LIST, SCALAR, STRING, TENSOR
+
+ANY = "anything"
+BOOL = "a truth value"  # what a predicate gives, and a condition wants
+
 
 @dataclass(frozen=True)
 class BuiltinInfo:
     name: str
-    arity: int
+    params: tuple[str, ...]  # the kind each argument must be
+    result: str  # the kind it gives
     summary: str
+    in_templates: bool = False  # its value is known when a rule applies: a template may use it
+
+    @property
+    def arity(self) -> int:
+        return len(self.params)
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({', '.join(self.params)}) -> {self.result}"
 
 
 BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
-    BuiltinInfo("grad_enabled", 0, "the grad mode the region's nodes run under"),
-    BuiltinInfo("dtype", 1, "the dtype of a tensor value"),
-    BuiltinInfo("shape", 1, "the shape of a tensor value, as a list"),
-    BuiltinInfo("rank", 1, "the number of dimensions of a tensor value"),
-    BuiltinInfo("device", 1, "the device type of a tensor value, such as 'cpu'"),
+    BuiltinInfo("grad_enabled", (), BOOL, "the grad mode the region's nodes run under"),
+    BuiltinInfo("dtype", (TENSOR,), ENUM, "the dtype of a tensor", True),
+    BuiltinInfo("shape", (TENSOR,), LIST, "the sizes of a tensor, as a list", True),
+    BuiltinInfo("size", (TENSOR, SCALAR), SCALAR,
+                "one size of a tensor; a negative dim counts from the end", True),
+    BuiltinInfo("rank", (TENSOR,), SCALAR, "the number of dimensions of a tensor", True),
+    BuiltinInfo("numel", (TENSOR,), SCALAR, "the number of elements of a tensor", True),
+    BuiltinInfo("device", (TENSOR,), STRING, "the device type of a tensor, such as 'cpu'",
+                True),
+    BuiltinInfo("is_tensor", (ANY,), BOOL, "whether a value is a tensor"),
+    BuiltinInfo("is_literal", (ANY,), BOOL,
+                "whether a value is a literal (a number, a string, None...), not a node"),
+    BuiltinInfo("users", (ANY,), SCALAR, "how many nodes use a node"),
 )}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Union
 
 from .diagnostics import Span
+from .schemas import SchemaParam
 
 
 def _span():
@@ -93,6 +94,28 @@ class NodePattern:
     commutative: bool = False
     shared: bool = False
     more_kwargs: RestPattern | None = None  # `**_` or `**$kw`: keywords the pattern does not name
+    forms: tuple["SchemaForm", ...] | None = None  # an op's call, read by its schema
+
+
+@dataclass(frozen=True)
+class SchemaArg:
+    """One argument of an overload, and the pattern for it (None: the pattern does not name
+    it, so it must have its default value, unless `**` takes it)."""
+
+    param: SchemaParam
+    pattern: "ArgPattern | None"
+
+
+@dataclass(frozen=True)
+class SchemaForm:
+    """A call pattern of an op, read as one overload's schema reads calls: each argument by
+    name, wherever the graph gives it (by position, by keyword, or not at all: its default).
+    `args` lists the arguments the pattern names in the order it writes them (the order its
+    variables bind), then the others. A `commutative` pattern has a form with its first two
+    arguments the other way round."""
+
+    overload: object
+    args: tuple[SchemaArg, ...]
 
 
 @dataclass(frozen=True)
@@ -204,6 +227,7 @@ class NodeTemplate:
     args: tuple["TemplateArg", ...]
     kwargs: tuple[tuple[str | None, "TemplateArg"], ...]
     span: Span
+    kind: str | None = field(default=None, compare=False)  # what it returns, if the rule tells
 
 
 @dataclass(frozen=True)
@@ -212,40 +236,118 @@ class ListTemplate:
     span: Span | None = _span()
 
 
-TemplateArg = Union[Value, Splat, Const, NodeTemplate, ListTemplate]
-
-
-def template_uses(template) -> Iterator[Value | Splat]:
-    """The variable uses (`$x`, `*$xs`, `**$kw`) of a template, in the order written."""
-    if isinstance(template, (Value, Splat)):
-        yield template
-    elif isinstance(template, NodeTemplate):
-        for part in (*template.args, *(t for _, t in template.kwargs)):
-            yield from template_uses(part)
-    elif isinstance(template, ListTemplate):
-        for part in template.items:
-            yield from template_uses(part)
-
-
-# --- guards --------------------------------------------------------------------------------
+# --- values: what `where` clauses compare, and templates compute before they build ---------------
 @dataclass(frozen=True)
 class BuiltinCall:
-    """A built-in of the `where` clause, such as `grad_enabled()` (see `language.builtins`)."""
+    """A built-in such as `grad_enabled()` or `shape($x)` (see `language.builtins`)."""
 
     name: str
     args: tuple["Operand", ...]
     span: Span | None = _span()
 
 
-Operand = Union[Value, Splat, Const, BuiltinCall]
+@dataclass(frozen=True)
+class Index:
+    """`value[index]`: an item of a list (`shape($x)[-1]`)."""
+
+    value: "Operand"
+    index: "Operand"
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True)
+class Arithmetic:
+    """Integer arithmetic: `+ - * // %`, and `neg` for a negation."""
+
+    op: str
+    operands: tuple["Operand", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Items:
+    """`[a, b]`: a list of values, in a condition."""
+
+    values: tuple["Operand", ...]
+    span: Span | None = _span()
+
+
+Operand = Union[Value, Splat, Const, BuiltinCall, Index, Arithmetic, Items]
+TemplateArg = Union[Value, Splat, Const, NodeTemplate, ListTemplate, BuiltinCall, Index,
+                    Arithmetic]
+
+
+def template_uses(template) -> Iterator[Value | Splat]:
+    """The variable uses (`$x`, `*$xs`, `**$kw`) of a template or value, in the order written."""
+    if isinstance(template, (Value, Splat)):
+        yield template
+        return
+    if isinstance(template, NodeTemplate):
+        parts = (*template.args, *(t for _, t in template.kwargs))
+    elif isinstance(template, ListTemplate):
+        parts = template.items
+    elif isinstance(template, BuiltinCall):
+        parts = template.args
+    elif isinstance(template, Index):
+        parts = (template.value, template.index)
+    elif isinstance(template, Arithmetic):
+        parts = template.operands
+    elif isinstance(template, Items):
+        parts = template.values
+    else:
+        parts = ()
+    for part in parts:
+        yield from template_uses(part)
+
+
+# --- conditions: `where` clauses ----------------------------------------------------------------
+@dataclass(frozen=True)
 class Guard:
-    op: str  # "==" | "!="
+    """A comparison: `==`, `!=`, `<`, `<=`, `>`, `>=`."""
+
+    op: str
     left: Operand
     right: Operand
     span: Span
+
+
+@dataclass(frozen=True)
+class Member:
+    """`value in (options...)`, or `not in`."""
+
+    value: Operand
+    options: tuple[Operand, ...]
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Test:
+    """A predicate: holds when the value is true (`is_tensor($v)`)."""
+
+    value: Operand
+    span: Span
+
+
+@dataclass(frozen=True)
+class AllOf:
+    items: tuple["Condition", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple["Condition", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    item: "Condition"
+    span: Span
+
+
+Condition = Union[Guard, Member, Test, AllOf, AnyOf, Not]
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -302,7 +404,7 @@ class Rule:
     name: str
     span: Span
     pattern: RegionPattern | DagPattern
-    guards: tuple[Guard, ...]
+    guards: tuple[Condition, ...]  # all must hold
     action: Action
 
     @property

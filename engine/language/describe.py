@@ -13,8 +13,7 @@ from ..graphs.dump import format_target, format_value
 def describe_rule(rule: checked.Rule) -> str:
     lines = [f"rule {rule.name}  # {rule.where}", "    match " + _pattern(rule.pattern)]
     if rule.guards:
-        lines.append("    where " + " and ".join(
-            f"{_operand(g.left)} {g.op} {_operand(g.right)}" for g in rule.guards))
+        lines.append("    where " + " and ".join(_condition(g, "and") for g in rule.guards))
     lines.append("    " + _action(rule))
     return "\n".join(lines)
 
@@ -96,9 +95,34 @@ def _template(template) -> str:
     return _operand(template)
 
 
+def _condition(condition, within: str = "") -> str:
+    """A condition as written; `within`: the connective around it, for parentheses."""
+    if isinstance(condition, (checked.AllOf, checked.AnyOf)):
+        word = "and" if isinstance(condition, checked.AllOf) else "or"
+        text = f" {word} ".join(_condition(item, word) for item in condition.items)
+        return f"({text})" if within and within != word else text
+    if isinstance(condition, checked.Not):
+        return f"not {_condition(condition.item, 'not')}"
+    if isinstance(condition, checked.Test):
+        return _operand(condition.value)
+    if isinstance(condition, checked.Member):
+        options = ", ".join(_operand(option) for option in condition.options)
+        return f"{_operand(condition.value)} {'not in' if condition.negated else 'in'} ({options})"
+    return f"{_operand(condition.left)} {condition.op} {_operand(condition.right)}"
+
+
 def _operand(operand) -> str:
     if isinstance(operand, checked.Const):
         return format_value(operand.value)
     if isinstance(operand, checked.BuiltinCall):
         return f"{operand.name}({', '.join(_operand(a) for a in operand.args)})"
+    if isinstance(operand, checked.Index):
+        return f"{_operand(operand.value)}[{_operand(operand.index)}]"
+    if isinstance(operand, checked.Items):
+        return "[" + ", ".join(_operand(value) for value in operand.values) + "]"
+    if isinstance(operand, checked.Arithmetic):
+        if operand.op == "neg":
+            return f"-{_operand(operand.operands[0])}"
+        left, right = operand.operands
+        return f"({_operand(left)} {operand.op} {_operand(right)})"
     return f"*${operand.name}" if isinstance(operand, checked.Splat) else f"${operand.name}"

@@ -78,7 +78,7 @@ def _syntax_diagnostic(source: Source, text: str, error: lark.exceptions.Unexpec
         else:
             message = f"unexpected `{token}`"
             width = max(1, len(str(token)))
-        message += _explain(error) or _expected(error.accepts or error.expected)
+        message += _explain(error, text) or _expected(error.accepts or error.expected)
     elif isinstance(error, lark.exceptions.UnexpectedCharacters):
         message = f"unexpected character `{source.line(line)[column - 1:column]}`"
         message += _expected(error.allowed)
@@ -93,9 +93,18 @@ def _end_position(text: str) -> tuple[int, int]:
     return len(lines), len(lines[-1]) + 1
 
 
-def _explain(error: lark.exceptions.UnexpectedToken) -> str | None:
+_EMPTY_WHERE = re.compile(r"\bwhere\s+(inline|keep|erase|outline|replace)\b\s*\Z")
+
+
+def _explain(error: lark.exceptions.UnexpectedToken, text: str) -> str | None:
     """Words for mistakes common enough to deserve them, told apart by what the parser wanted."""
     wanted = set(error.accepts or error.expected)
+    before = text[:error.pos_in_stream] if error.token.type != "$END" else text.rstrip()
+    if _EMPTY_WHERE.search(before):
+        return (": a `where` clause needs a condition before the action, as in "
+                "`where $mode != grad_enabled()`")
+    if error.token == "=" and "COMPARISON" in wanted:
+        return ": compare with `==`; `=` names a keyword argument or binds a variable"
     if "ELLIPSIS" in wanted and error.token.type == "NAME":
         return ": a region is written `opener(...) ... closer(...)`; the `...` is missing"
     if {"OUTLINE", "INLINE", "ERASE"} <= wanted and "ELLIPSIS" not in wanted:
@@ -209,16 +218,64 @@ class _ToAst(Transformer):
         var, template = children
         return ast.Var(_span(self.source, var), var[1:]), template
 
-    def where(self, meta, guards):
-        return guards
+    def where(self, meta, children):
+        (condition,) = children
+        if isinstance(condition, ast.AllOf):
+            return list(condition.items)
+        if not isinstance(condition, (ast.Guard, ast.Membership, ast.AnyOf, ast.Not)):
+            condition = ast.Truth(condition.span, condition)
+        return [condition]
 
-    def guard(self, meta, children):
+    # --- conditions ----------------------------------------------------------------------------
+    def _condition(self, item):
+        """A value standing where a condition goes is a predicate to test."""
+        if isinstance(item, (ast.Guard, ast.Membership, ast.AllOf, ast.AnyOf, ast.Not,
+                             ast.Truth)):
+            return item
+        return ast.Truth(item.span, item)
+
+    def all_of(self, meta, items):
+        return ast.AllOf(self.span(meta), tuple(self._condition(i) for i in items))
+
+    def any_of(self, meta, items):
+        return ast.AnyOf(self.span(meta), tuple(self._condition(i) for i in items))
+
+    def negation(self, meta, children):
+        return ast.Not(self.span(meta), self._condition(children[0]))
+
+    def comparison(self, meta, children):
         left, op, right = children
         return ast.Guard(self.span(meta), str(op), left, right)
 
+    def membership(self, meta, children):
+        value, *options = children
+        return ast.Membership(self.span(meta), value, tuple(options), False)
+
+    def non_membership(self, meta, children):
+        value, *options = children
+        return ast.Membership(self.span(meta), value, tuple(options), True)
+
+    # --- values --------------------------------------------------------------------------------
     def builtin(self, meta, children):
         name, *args = children
         return ast.Builtin(self.span(meta), str(name), tuple(a for a in args if a is not None))
+
+    def arithmetic(self, meta, children):
+        left, op, right = children
+        return ast.Arithmetic(self.span(meta), str(op), left, right)
+
+    def negative(self, meta, children):
+        (operand,) = children
+        if isinstance(operand, ast.Literal) and type(operand.value) in (int, float):
+            return ast.Literal(self.span(meta), -operand.value)  # a negative number
+        return ast.Negative(self.span(meta), operand)
+
+    def index(self, meta, children):
+        value, index = children
+        return ast.Index(self.span(meta), value, index)
+
+    def qualified_constant(self, meta, children):
+        return ast.QualifiedConstant(self.span(meta), tuple(str(c) for c in children))
 
     def outline(self, meta, children):
         return ast.Outline(self.span(meta), children[0])

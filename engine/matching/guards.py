@@ -18,16 +18,18 @@ bodies the driver builds; the built-ins read it.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Mapping
 
 import torch
 import torch.fx
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
+from ..graphs.values import MISSING, recorded
 from ..language import checked
 from .match import same_value
-from ..graphs.values import recorded
 
 SET_GRAD_ENABLED = torch._C._set_grad_enabled
 
@@ -58,58 +60,176 @@ UNKNOWN = object()  # what a built-in gives of a value it cannot read
 
 
 def _of_tensor(read):
-    def builtin(context, value):
+    def builtin(context, value, *args):
         tensor = _tensor(value)
-        return UNKNOWN if tensor is None else read(tensor)
+        if tensor is None or any(arg is UNKNOWN for arg in args):
+            return UNKNOWN
+        return read(tensor, *args)
 
     return builtin
 
 
+def _size(tensor, dim):
+    if type(dim) is not int or not -tensor.dim() <= dim < tensor.dim():
+        return UNKNOWN
+    return tensor.shape[dim]
+
+
+def _is_tensor(context, value):
+    if isinstance(value, torch.fx.Node):
+        value = recorded(value)
+        return UNKNOWN if value is MISSING else isinstance(value, torch.Tensor)
+    return isinstance(value, torch.Tensor)
+
+
+def _is_literal(context, value):
+    if isinstance(value, (list, tuple)):
+        return all(_is_literal(context, item) for item in value)
+    return not isinstance(value, torch.fx.Node)
+
+
 # One evaluator for each built-in the language declares (`engine.language.builtins`):
-# (context, *argument values) -> value.
+# (context, *argument values) -> value, or UNKNOWN.
 EVALUATORS: dict[str, Callable[..., object]] = {
     "grad_enabled": lambda context: context.grad_enabled(),
     "dtype": _of_tensor(lambda t: t.dtype),
     "shape": _of_tensor(lambda t: list(t.shape)),
+    "size": _of_tensor(_size),
     "rank": _of_tensor(lambda t: t.dim()),
+    "numel": _of_tensor(lambda t: t.numel()),
     "device": _of_tensor(lambda t: t.device.type),
+    "is_tensor": _is_tensor,
+    "is_literal": _is_literal,
+    "users": lambda context, value: len(value.users) if isinstance(value, torch.fx.Node)
+    else UNKNOWN,
 }
-
-_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-          ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 def holds(guards, bindings: dict, context: Context) -> bool:
-    """Do all of a rule's `where` guards hold for these bindings, in this context?"""
+    """Do all of a rule's `where` conditions hold for these bindings, in this context?"""
     return first_failing(guards, bindings, context) is None
 
 
-def first_failing(guards, bindings: dict, context: Context) -> checked.Guard | None:
-    """The first of a rule's `where` guards that does not hold, or None."""
+def first_failing(guards, bindings: dict, context: Context) -> checked.Condition | None:
+    """The first of a rule's `where` conditions that does not hold (false, or reading a
+    value that cannot be read), or None."""
     for guard in guards:
-        if not _guard_holds(guard, bindings, context):
+        if truth(guard, bindings, context) is not True:
             return guard
     return None
 
 
-def _guard_holds(guard: checked.Guard, bindings: dict, context: Context) -> bool:
-    left = operand_value(guard.left, bindings, context)
-    right = operand_value(guard.right, bindings, context)
-    if left is UNKNOWN or right is UNKNOWN:
+def truth(condition, bindings: dict, context: Context) -> bool | None:
+    """True, False, or None where a value it reads is unknown (three-valued: `not`, `and`,
+    `or` keep an unknown unknown, and only True makes a rule apply)."""
+    if isinstance(condition, checked.AllOf):
+        values = [truth(item, bindings, context) for item in condition.items]
+        return False if False in values else (None if None in values else True)
+    if isinstance(condition, checked.AnyOf):
+        values = [truth(item, bindings, context) for item in condition.items]
+        return True if True in values else (None if None in values else False)
+    if isinstance(condition, checked.Not):
+        value = truth(condition.item, bindings, context)
+        return None if value is None else not value
+    if isinstance(condition, checked.Test):
+        return _as_truth(operand_value(condition.value, bindings, context))
+    if isinstance(condition, checked.Member):
+        value = operand_value(condition.value, bindings, context)
+        found = [_equal(value, operand_value(o, bindings, context)) for o in condition.options]
+        result = True if True in found else (None if None in found else False)
+        return result if result is None or not condition.negated else not result
+    left = operand_value(condition.left, bindings, context)
+    right = operand_value(condition.right, bindings, context)
+    if condition.op in ("==", "!="):
+        equal = _equal(left, right)
+        return equal if equal is None or condition.op == "==" else not equal
+    return _order(condition.op, left, right)
+
+
+def _as_truth(value) -> bool | None:
+    if value is UNKNOWN:
+        return None
+    if isinstance(value, torch.SymBool):
+        return _known(value)
+    return value if isinstance(value, bool) else None
+
+
+def _symbolic(value) -> bool:
+    return isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
+def _known(expression) -> bool | None:
+    """A symbolic truth, where the shapes' constraints decide it; else None."""
+    if statically_known_true(expression):
+        return True
+    if statically_known_true(torch.sym_not(expression)):
         return False
-    if guard.op in _ORDER:
-        try:
-            return bool(_ORDER[guard.op](left, right))
-        except TypeError:  # values that do not compare, such as a dtype and a number
+    return None
+
+
+def _equal(a, b) -> bool | None:
+    """Equality for guards: numbers by value (`1 == 1.0`), booleans only with booleans,
+    nodes by identity, lists item by item, symbolic sizes where the constraints decide."""
+    if a is UNKNOWN or b is UNKNOWN:
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
             return False
-    return same_value(left, right) == (guard.op == "==")
+        items = [_equal(x, y) for x, y in zip(a, b)]
+        return False if False in items else (None if None in items else True)
+    if _symbolic(a) or _symbolic(b):
+        if isinstance(a, (bool, str, torch.fx.Node)) or isinstance(b, (bool, str, torch.fx.Node)):
+            return False
+        return _known(a == b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return same_value(a, b)
+
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _order(op: str, a, b) -> bool | None:
+    if a is UNKNOWN or b is UNKNOWN:
+        return None
+    numbers = (int, float, torch.SymInt, torch.SymFloat)
+    if isinstance(a, bool) or isinstance(b, bool) or not (
+            isinstance(a, numbers) and isinstance(b, numbers)):
+        return None  # values that do not order, such as a dtype and a number
+    result = _ORDER[op](a, b)
+    return _known(result) if _symbolic(result) else bool(result)
+
+
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv,
+               "%": operator.mod}
 
 
 def operand_value(operand, bindings: dict, context: Context):
-    """What one side of a guard evaluates to (`UNKNOWN` for what a built-in cannot read)."""
+    """What a value of a condition evaluates to (`UNKNOWN` for what cannot be read)."""
     if isinstance(operand, checked.Const):
         return operand.value
     if isinstance(operand, checked.BuiltinCall):
         args = [operand_value(arg, bindings, context) for arg in operand.args]
         return EVALUATORS[operand.name](context, *args)
+    if isinstance(operand, checked.Index):
+        value = operand_value(operand.value, bindings, context)
+        index = operand_value(operand.index, bindings, context)
+        if not isinstance(value, (list, tuple)) or type(index) is not int or not (
+                -len(value) <= index < len(value)):
+            return UNKNOWN
+        return value[index]
+    if isinstance(operand, checked.Items):
+        return [operand_value(value, bindings, context) for value in operand.values]
+    if isinstance(operand, checked.Arithmetic):
+        values = [operand_value(o, bindings, context) for o in operand.operands]
+        if any(v is UNKNOWN or isinstance(v, bool) or not isinstance(
+                v, (int, torch.SymInt)) for v in values):
+            return UNKNOWN
+        if operand.op == "neg":
+            return -values[0]
+        if operand.op in ("//", "%") and type(values[1]) is int and values[1] == 0:
+            return UNKNOWN
+        return _ARITHMETIC[operand.op](*values)
     return bindings[operand.name]

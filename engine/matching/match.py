@@ -21,21 +21,23 @@ import torch.fx
 from torch._ops import OpOverloadPacket
 
 from ..language import checked
+from ..language.schemas import SchemaParam, read_as
+
+MISSING = object()  # a required argument a call does not give
 
 Bindings = dict
 Matcher = Callable[[torch.fx.Node, Bindings, list], bool]
 
 
 def same_value(a: object, b: object) -> bool:
-    """Equality for pattern purposes: nodes by identity, literals by value, True is not 1."""
+    """Equality for pattern purposes: nodes by identity, literals by kind and value. `2` is
+    not `2.0` (`mul(int_tensor, 2)` stays an integer, with `2.0` it becomes a float) unless a
+    schema reads both as floats (`engine.language.schemas.read_as`); `True` is not `1`; a
+    list and a tuple of the same items are the same."""
     if isinstance(a, torch.fx.Node) or isinstance(b, torch.fx.Node):
         return a is b
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b  # 1 and 1.0 are the same number
     return type(a) is type(b) and a == b
 
 
@@ -82,6 +84,8 @@ def match_node(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bind
     """Reference semantics: does `node` match `pattern`?"""
     if not targets_match(pattern, node):
         return False
+    if pattern.forms is not None:
+        return _match_by_schema(pattern, node, bindings, matched)
     named = {name for name, _ in pattern.kwargs}
     if not (named <= set(node.kwargs) if pattern.more_kwargs else named == set(node.kwargs)):
         return False
@@ -99,6 +103,49 @@ def match_node(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bind
         return False
     matched.append((node, pattern.shared))
     return True
+
+
+def _match_by_schema(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bindings,
+                     matched: list) -> bool:
+    """Each argument by name, as the node's overload reads its call."""
+    forms = [form for form in pattern.forms if form.overload is node.target]
+    if not any(_attempt(lambda b, m, form=form: _match_form(form, pattern.more_kwargs, node, b,
+                                                            m), bindings, matched)
+               for form in forms):
+        return False
+    matched.append((node, pattern.shared))
+    return True
+
+
+def _match_form(form: checked.SchemaForm, more, node: torch.fx.Node, bindings: Bindings,
+                matched: list) -> bool:
+    others = {}
+    for arg in form.args:
+        param = arg.param
+        value = argument_value(param, node.args, node.kwargs)
+        if arg.pattern is not None:
+            if value is MISSING or not match_value(arg.pattern, value, bindings, matched):
+                return False
+        elif value is not MISSING and not (param.has_default and
+                                           same_value(value, param.default)):
+            if more is None:
+                return False  # an argument the pattern leaves out must have its default
+            others[param.name] = value
+    return _match_more_kwargs(more, others, bindings)
+
+
+def argument_value(param: SchemaParam, args, kwargs):
+    """What a call gives for a parameter (by position, by keyword, or its default), read as
+    its type reads it; MISSING if it gives nothing and there is no default."""
+    if param.position is not None and param.position < len(args):
+        value = args[param.position]
+    elif param.name in kwargs:
+        value = kwargs[param.name]
+    elif param.has_default:
+        return param.default
+    else:
+        return MISSING
+    return read_as(param.kind, value)
 
 
 def _match_more_kwargs(more, others: dict, bindings: Bindings) -> bool:
@@ -136,6 +183,8 @@ def _attempt(try_match, bindings: Bindings, matched: list) -> bool:
 # --- the compiler ------------------------------------------------------------------------------
 def compile_node(pattern: checked.NodePattern) -> Matcher:
     """One closure for the whole pattern; the checks a pattern does not need are not run."""
+    if pattern.forms is not None:
+        return _compile_by_schema(pattern)
     op, target = pattern.op, pattern.target
     packet = target if isinstance(target, OpOverloadPacket) else None
     keyword_names = frozenset(name for name, _ in pattern.kwargs)
@@ -183,6 +232,68 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
 
     matcher.__qualname__ = f"match<{pattern.span.where}>"
     return matcher
+
+
+def _compile_by_schema(pattern: checked.NodePattern) -> Matcher:
+    """A call read by its overload's schema: the node's target picks the forms (one, or two for
+    `commutative`), a dict lookup; each argument is read where the call gives it."""
+    by_overload: dict[object, list] = {}
+    for form in pattern.forms:
+        by_overload.setdefault(form.overload, []).append(
+            _compile_form(form, pattern.more_kwargs))
+    entry_shared = pattern.shared
+
+    def matcher(node: torch.fx.Node, bindings: Bindings, matched: list) -> bool:
+        forms = by_overload.get(node.target) if node.op == "call_function" else None
+        if forms is None:
+            return False
+        args, kwargs = node.args, node.kwargs
+        if len(forms) == 1:  # a failure's writes are the caller's to drop
+            if not forms[0](args, kwargs, bindings, matched):
+                return False
+        elif not any(_attempt(lambda b, m, form=form: form(args, kwargs, b, m), bindings,
+                              matched) for form in forms):
+            return False
+        matched.append((node, entry_shared))
+        return True
+
+    matcher.__qualname__ = f"match<{pattern.span.where}>"
+    return matcher
+
+
+def _compile_form(form: checked.SchemaForm, more):
+    """(args, kwargs, bindings, matched) -> bool for one overload's reading of the call."""
+    named = []  # (param, check) in the order the pattern binds
+    defaults = []  # params left out: each must have its default, or go to `**`
+    for arg in form.args:
+        if arg.pattern is None:
+            defaults.append(arg.param)
+        else:
+            named.append((arg.param, compile_value(arg.pattern)))
+    more_binds = isinstance(more, checked.BindRest)
+    more_same = isinstance(more, checked.SameRest)
+    more_name = getattr(more, "name", None)
+
+    def check(args, kwargs, bindings, matched) -> bool:
+        for param, check_value in named:
+            value = argument_value(param, args, kwargs)
+            if value is MISSING or not check_value(value, bindings, matched):
+                return False
+        others = {}
+        for param in defaults:
+            value = argument_value(param, args, kwargs)
+            if value is MISSING or (param.has_default and same_value(value, param.default)):
+                continue
+            if more is None:
+                return False
+            others[param.name] = value
+        if more_binds:
+            bindings[more_name] = others
+        elif more_same:
+            return same_value(bindings[more_name], others)
+        return True
+
+    return check
 
 
 def compile_value(pattern: checked.ArgPattern) -> Callable[[object, Bindings, list], bool]:

@@ -17,6 +17,7 @@ node (same target, same arguments) takes that node's; any other is computed with
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
@@ -89,7 +90,62 @@ class TemplatePlanner:
             return self._bound(template)
         if isinstance(template, checked.ListTemplate):
             return list(self._spread(template.items))
+        if isinstance(template, checked.BuiltinCall):
+            return self._builtin(template)
+        if isinstance(template, checked.Index):
+            return self._index(template)
+        if isinstance(template, checked.Arithmetic):  # a negation: templates have no other
+            value = self._value(template.operands[0])
+            if type(value) is int:
+                return -value
+            return self._symbolic(operator.neg, (value,), -recorded(value))
         return self._node(template, top)
+
+    # --- values computed before building: `size($x, -1)`, `shape($x)[-1]` ---------------------
+    def _builtin(self, call: checked.BuiltinCall):
+        """A built-in's value where the rule applies: a number, a list, a dtype; a size that is
+        symbolic becomes a `sym_size` node, so that it stays symbolic in the graph."""
+        node = self._value(call.args[0])
+        tensor = recorded(node) if isinstance(node, torch.fx.Node) else MISSING
+        if not isinstance(tensor, torch.Tensor):
+            raise self._error(call.span, f"`{call.name}` needs a tensor; `{_format(node)}` is "
+                                         "not one here")
+        if call.name == "shape":
+            return [self._size(node, tensor, dim) for dim in range(tensor.dim())]
+        if call.name == "size":
+            dim = self._value(call.args[1])
+            if type(dim) is not int or not -tensor.dim() <= dim < tensor.dim():
+                raise self._error(call.span, f"`size` of a tensor of rank {tensor.dim()} has no "
+                                             f"dim {_format(dim)}")
+            return self._size(node, tensor, dim % tensor.dim())
+        if call.name == "numel":
+            count = tensor.numel()
+            return count if type(count) is int else self._symbolic(
+                torch.ops.aten.sym_numel.default, (node,), count)
+        if call.name == "rank":
+            return tensor.dim()
+        if call.name == "dtype":
+            return tensor.dtype
+        return tensor.device.type  # device
+
+    def _size(self, node, tensor, dim: int):
+        size = tensor.shape[dim]
+        return size if type(size) is int else self._symbolic(torch.ops.aten.sym_size.int,
+                                                             (node, dim), size)
+
+    def _symbolic(self, target, args, value) -> Planned:
+        key = ("call_function", target, _frozen((args, {})))
+        if key not in self.made:
+            self.made[key] = Planned("call_function", target, args, {},
+                                     {key_for([self.root]): value})
+        return self.made[key]
+
+    def _index(self, template: checked.Index):
+        value, index = self._value(template.value), self._value(template.index)
+        if not isinstance(value, (list, tuple)) or type(index) is not int or not (
+                -len(value) <= index < len(value)):
+            raise self._error(template.span, f"{_format(value)} has no item {_format(index)}")
+        return value[index]
 
     def _bound(self, use):
         value = self.bindings[use.name]

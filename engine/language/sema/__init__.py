@@ -9,7 +9,8 @@ loaded together. It keeps going after an error, so that a file's mistakes are re
 
     scope.py      diagnostics, `use` names and a rule's variables, recorded in the symbol index
     patterns.py   regions and DAG patterns
-    actions.py    actions, templates and `where` guards
+    conditions.py `where` clauses and the values they read
+    actions.py    actions and templates
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .. import ast, checked
 from ..diagnostics import Diagnostic
 from ..symbols import Symbol, SymbolIndex
 from .actions import ActionChecker
+from .conditions import ConditionChecker
 from .patterns import PatternChecker
 from .scope import Reporter, Scope, Variables, define_rule
 
@@ -50,9 +52,9 @@ def check_rule(reporter: Reporter, scope: Scope, rule: ast.Rule) -> checked.Rule
         pattern = patterns.dag(rule.pattern)
     else:
         pattern = patterns.region(rule.pattern)
-    actions = ActionChecker(reporter, scope, variables)
-    guards = tuple(actions.guard(guard) for guard in rule.guards)
-    action = actions.action(rule.action, pattern)
+    conditions = ConditionChecker(reporter, scope, variables)
+    guards = tuple(conditions.condition(guard) for guard in rule.guards)
+    action = ActionChecker(reporter, scope, variables).action(rule.action, pattern)
     if len(reporter.diagnostics) > before:
         return None
     return checked.Rule(rule.name, rule.span, pattern, guards, action)

@@ -16,8 +16,10 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
 from ..builtins import BUILTINS
-from ..schemas import returns_one_tensor
-from .scope import BUILTIN_SYMBOLS, RuleChecks
+from ..schemas import (LIST, SCALAR, TENSOR, argument_problem, call_returns_kind, literal_kind,
+                       returns_one_tensor)
+from .conditions import ConditionChecker
+from .scope import RuleChecks
 
 _TEMPLATE_FUNCTION_HOMES = ("operator", "_operator", "math")
 
@@ -99,11 +101,15 @@ class ActionChecker(RuleChecks):
         if use is not None:
             self.error(use.span, f"`${name}` is the node this template replaces; it cannot be "
                                  "part of its own replacement")
-        if isinstance(built, checked.Const) and all(
-                returns_one_tensor(target) for target in _root_targets(pattern)):
-            targets = sorted({str(target) for target in _root_targets(pattern)})
+        if not all(returns_one_tensor(target) for target in _root_targets(pattern)):
+            return
+        targets = sorted({str(target) for target in _root_targets(pattern)})
+        if isinstance(built, checked.Const):
             self.error(template.span, f"`{targets[0]}` returns a tensor; the literal "
                                       f"`{built.value!r}` cannot replace it")
+        elif self.kind_of(built) not in (None, TENSOR):
+            self.error(template.span, f"`{targets[0]}` returns a tensor; this template gives "
+                                      f"{self.kind_of(built)}, which cannot replace it")
 
     # --- templates -----------------------------------------------------------------------------
     def template_arg(self, arg, nested: bool) -> checked.TemplateArg | None:
@@ -115,8 +121,11 @@ class ActionChecker(RuleChecks):
             if kind == "rest":
                 return checked.Splat(arg.name, arg.span)
             return checked.Value(arg.name, arg.span)
-        if isinstance(arg, (ast.Literal, ast.Constant)):
+        if isinstance(arg, (ast.Literal, ast.Constant, ast.QualifiedConstant)):
             return checked.Const(self.scope.constant(arg), arg.span)
+        value = self._template_value(arg) if nested else None
+        if value is not None:
+            return value
         if nested and isinstance(arg, (ast.Call, ast.Method)):
             return self.node_template(arg)
         if nested and isinstance(arg, ast.ListExpr):
@@ -131,6 +140,24 @@ class ActionChecker(RuleChecks):
             self.error(arg.span, "a template builds values: variables, literals and calls, "
                                  "not alternatives, `shared`, `commutative` or `$x = ...`")
         return None
+
+    def _template_value(self, arg):
+        """A value a template computes before it builds (`size($x, -1)`, `shape($x)[-1]`), or
+        None when `arg` is not one. A built-in's name is one unless the file `use`s it."""
+        value = _as_value(arg, self.scope)
+        if value is None:
+            return None
+        for call in _builtin_calls(value):
+            info = BUILTINS.get(call.name)
+            if info is not None and not info.in_templates:
+                self.error(call.span, f"`{call.name}` is a built-in of `where` clauses; a "
+                                      "template can use " + ", ".join(
+                                          f"`{name}`" for name, i in BUILTINS.items()
+                                          if i.in_templates))
+                return checked.Const(None, arg.span)
+        checked_value, _ = ConditionChecker(self.reporter, self.scope, self.variables).operand(
+            value)
+        return checked_value
 
     def node_template(self, expr) -> checked.NodeTemplate | None:
         if isinstance(expr, ast.Method):
@@ -159,36 +186,66 @@ class ActionChecker(RuleChecks):
         self.reporter.check_schema(target, count, more, named, expr)
         if any(arg is None for arg in positional) or any(v is None for v in kwargs.values()):
             return None
+        kind = self._argument_kinds(target, positional, dict(named), more, expr)
         return checked.NodeTemplate(op, target, tuple(positional), tuple(kwargs.items()),
-                                    expr.span)
+                                    expr.span, kind)
 
-    # --- guards --------------------------------------------------------------------------------
-    def guard(self, guard: ast.Guard) -> checked.Guard:
-        return checked.Guard(guard.op, self.operand(guard.left), self.operand(guard.right),
-                             guard.span)
+    def _argument_kinds(self, target, positional, named: dict, more: bool, expr) -> str | None:
+        """Each argument against the kinds of value its parameter takes: a string or a number
+        where a tensor goes, a list where a number goes, is wrong before any graph is seen.
+        Returns the kind of value the call gives, where the overloads that fit agree."""
+        if any(isinstance(arg, checked.Splat) for arg in positional):
+            positional = positional[:next(i for i, arg in enumerate(positional)
+                                          if isinstance(arg, checked.Splat))]
+            more = True
+        kinds = [self.kind_of(arg) for arg in positional]
+        keyword_kinds = {name: self.kind_of(arg) for name, arg in named.items()}
+        problem = argument_problem(target, kinds, keyword_kinds, more)
+        if problem is not None:
+            sentence, where = problem
+            culprit = positional[where] if isinstance(where, int) else named[where]
+            self.error(culprit.span or expr.span, sentence)
+            return None
+        return call_returns_kind(target, kinds, keyword_kinds, more)
 
-    def operand(self, operand) -> checked.Operand:
-        if isinstance(operand, ast.Builtin):
-            info = BUILTINS.get(operand.name)
-            if info is None:
-                known = ", ".join(f"{name}()" for name in BUILTINS)
-                self.error(operand.span, f"unknown built-in `{operand.name}`; the built-ins of "
-                                         f"`where` are {known}")
-            else:
-                self.reporter.symbols.refer(operand.span, BUILTIN_SYMBOLS[operand.name])
-                if len(operand.args) != info.arity:
-                    self.error(operand.span, f"`{operand.name}` takes {info.arity} argument"
-                                             f"{'s' if info.arity != 1 else ''}, "
-                                             f"not {len(operand.args)}")
-            args = tuple(self.operand(arg) for arg in operand.args)
-            return checked.BuiltinCall(operand.name, args, operand.span)
-        if isinstance(operand, ast.Var):
-            if operand.name not in self.variables:
-                self.error(operand.span, f"`${operand.name}` is not bound by the pattern")
-            else:
-                self.reporter.symbols.refer(operand.span, self.variables.bound[operand.name])
-            return checked.Value(operand.name, operand.span)
-        return checked.Const(self.scope.constant(operand), operand.span)
+    def kind_of(self, template) -> str | None:
+        """What kind of value a template gives, as far as the rule tells (None: it cannot)."""
+        if isinstance(template, checked.Const):
+            return literal_kind(template.value)
+        if isinstance(template, checked.Value):
+            return self.variables.value_kinds.get(template.name)
+        if isinstance(template, checked.ListTemplate):
+            return LIST
+        if isinstance(template, checked.NodeTemplate):
+            return template.kind
+        if isinstance(template, checked.BuiltinCall) and template.name in BUILTINS:
+            return BUILTINS[template.name].result
+        if isinstance(template, (checked.Index, checked.Arithmetic)):
+            return SCALAR
+        return None
+
+def _as_value(arg, scope):
+    """The template part as a value to compute (`ast.Builtin`, `ast.Index`), or None."""
+    if isinstance(arg, ast.Call) and arg.callee in BUILTINS and arg.callee not in scope.names:
+        return ast.Builtin(arg.span, arg.callee, arg.args)
+    if isinstance(arg, ast.Index):
+        inner = _as_value(arg.value, scope) or arg.value
+        return ast.Index(arg.span, inner, _as_value(arg.index, scope) or arg.index)
+    if isinstance(arg, ast.Negative):
+        return ast.Negative(arg.span, _as_value(arg.operand, scope) or arg.operand)
+    return None
+
+
+def _builtin_calls(value):
+    if isinstance(value, ast.Builtin):
+        yield value
+        for part in value.args:
+            yield from _builtin_calls(part)
+    elif isinstance(value, ast.Index):
+        yield from _builtin_calls(value.value)
+        yield from _builtin_calls(value.index)
+    elif isinstance(value, ast.Negative):
+        yield from _builtin_calls(value.operand)
 
 
 def _root_targets(pattern) -> list:

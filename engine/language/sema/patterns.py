@@ -9,8 +9,11 @@ positional arguments, the `*` rest, keywords, the `**` rest; a nested call befor
 
 from __future__ import annotations
 
+from torch._ops import OpOverload, OpOverloadPacket
+
 from .. import ast, checked
 from ..names import op_key
+from ..schemas import fits, params_of, read_as, returns_kind
 from .scope import RuleChecks
 
 _MARKER_ARGUMENT = ("the arguments of a region's markers are plain values: variables, `_` and "
@@ -49,6 +52,8 @@ class PatternChecker(RuleChecks):
                                        "an earlier one, so that the match is connected")
             if var is not None:
                 self.variables.bind_node(var, "a root")
+                if isinstance(pattern, checked.NodePattern) and returns_kind(pattern.target):
+                    self.variables.value_kinds[var.name] = returns_kind(pattern.target)
             roots.append((var.name if var is not None else None, pattern))
         return checked.DagPattern(tuple(roots))
 
@@ -78,8 +83,28 @@ class PatternChecker(RuleChecks):
                                   "arguments")
         if more is None:
             self.reporter.check_schema(target, len(positional), rest is not None, kwargs, expr)
+        forms = None
+        if isinstance(target, (OpOverload, OpOverloadPacket)) and rest is None:
+            forms = schema_forms(target, positional, kwargs, more is not None, commutative)
+            self._learn_kinds(forms)
         return checked.NodePattern(op, target, positional, rest, kwargs, expr.span,
-                                   commutative, shared, more)
+                                   commutative, shared, more, forms)
+
+    def _learn_kinds(self, forms) -> None:
+        """A variable bound at a parameter every overload types alike holds that kind of
+        value; a `$y = call(...)` names what the call returns."""
+        kinds: dict[str, set] = {}
+        for form in forms:
+            for arg in form.args:
+                pattern = arg.pattern
+                if isinstance(pattern, checked.Bind):
+                    kinds.setdefault(pattern.name, set()).add(arg.param.value_kind)
+                elif isinstance(pattern, checked.BindNode) and isinstance(
+                        pattern.pattern, checked.NodePattern):
+                    kinds.setdefault(pattern.name, set()).add(returns_kind(pattern.pattern.target))
+        for name, found in kinds.items():
+            if len(found) == 1 and None not in found:
+                self.variables.value_kinds[name] = found.pop()
 
     def arguments(self, args, marker: bool):
         """(positional patterns, `*` rest, keyword patterns, `**` rest) of a call or list."""
@@ -125,8 +150,12 @@ class PatternChecker(RuleChecks):
             return checked.Bind(arg.name, arg.span)
         if isinstance(arg, ast.Wildcard):
             return checked.Anything(arg.span)
-        if isinstance(arg, (ast.Literal, ast.Constant)):
+        if isinstance(arg, (ast.Literal, ast.Constant, ast.QualifiedConstant)):
             return checked.Equals(self.scope.constant(arg), arg.span)
+        if isinstance(arg, (ast.Index, ast.Negative)):
+            self.error(arg.span, "a pattern matches calls, variables and literals; indexing and "
+                                 "arithmetic compute values: compare them in `where`")
+            return checked.Anything(arg.span)
         if marker and isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared,
                                        ast.Bound, ast.ListExpr, ast.Alternatives)):
             self.error(arg.span, _MARKER_ARGUMENT)
@@ -166,6 +195,40 @@ class PatternChecker(RuleChecks):
                                         f"`${odd}` is bound by some and not others")
         self.variables.adopt(first)
         return checked.OneOf(tuple(options), alternatives.span)
+
+
+def schema_forms(target, positional, kwargs, more: bool, commutative: bool):
+    """The call pattern read by each overload's schema it fits (see `checked.SchemaForm`)."""
+    overloads = [target] if isinstance(target, OpOverload) else [
+        getattr(target, name) for name in target.overloads()]
+    names = {name for name, _ in kwargs}
+    orders = [tuple(range(len(positional)))]
+    if commutative and len(positional) == 2:
+        orders.append((1, 0))
+    forms = []
+    for overload in overloads:
+        if not fits(overload, len(positional), more, names):
+            continue
+        params = params_of(overload)
+        by_position = [param for param in params if param.position is not None]
+        by_name = {param.name: param for param in params}
+        for order in orders:
+            named = [(by_position[slot], pattern) for slot, pattern in zip(order, positional)]
+            named += [(by_name[name], pattern) for name, pattern in kwargs]
+            given = {param.name for param, _ in named}
+            args = [checked.SchemaArg(param, _read_literal(param, pattern))
+                    for param, pattern in named]
+            args += [checked.SchemaArg(param, None) for param in params
+                     if param.name not in given]
+            forms.append(checked.SchemaForm(overload, tuple(args)))
+    return tuple(forms)
+
+
+def _read_literal(param, pattern):
+    """A literal reads as its parameter's type reads it: `2` for a float is `2.0`."""
+    if isinstance(pattern, checked.Equals):
+        return checked.Equals(read_as(param.kind, pattern.value), pattern.span)
+    return pattern
 
 
 def _is_node_pattern(pattern) -> bool:

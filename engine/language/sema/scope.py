@@ -91,9 +91,19 @@ class Scope:
             return None
         return resolved.value
 
-    def constant(self, arg: ast.Literal | ast.Constant):
+    def constant(self, arg: ast.Literal | ast.Constant | ast.QualifiedConstant):
         if isinstance(arg, ast.Literal):
             return arg.value
+        if isinstance(arg, ast.QualifiedConstant):  # `torch.float32`, without a `use`
+            try:
+                resolved = resolve(arg.path)
+            except ResolveError as error:
+                self.reporter.error(arg.span, str(error))
+                return None
+            if resolved.kind != "constant":
+                self.reporter.error(arg.span, f"`{resolved.dotted}` is "
+                                              f"{KIND_WORDS[resolved.kind]}, not a constant")
+            return resolved.value
         resolved = self.lookup(arg.name, arg.span)
         if resolved is not None and resolved.kind != "constant":
             self.reporter.error(arg.span,
@@ -109,6 +119,9 @@ class Variables:
         self.reporter = reporter
         self.rule = rule
         self.bound: dict[str, Symbol] = dict(bound or {})
+        # What a variable holds, where the pattern tells (`schemas.TENSOR`, `schemas.SCALAR`):
+        # bound at a parameter of that type, or naming a call that returns one.
+        self.value_kinds: dict[str, str] = {}
 
     def fork(self) -> "Variables":
         """A copy to check one alternative with; `adopt` takes what it bound."""
