@@ -344,6 +344,7 @@ class Include:
 class RuleFile:
     path: str
     items: tuple[Union[Include, Use, Rule], ...]  # in file order, which is rule order
+    broken_names: tuple[str, ...] = ()  # what `use` items that did not parse declare
 
     @property
     def uses(self) -> tuple[Use, ...]:

@@ -1,8 +1,8 @@
 """Rule files -> checked rules, or every diagnostic at once.
 
 Input: the paths (or `Source`s: path and text) of root `.rw` files. Output: a `CheckResult`:
-the checked rules in rule order, the diagnostics of every file (syntax first; if all files
-parse, their checks), the symbol index and the sources read; never a traceback for anything a
+the checked rules in rule order, the diagnostics of every file (syntax errors, and the checks
+of every item that parsed), the symbol index and the sources read; never a traceback for anything a
 file holds. `include "other.rw"` brings another file's rules in at that point, its path taken
 relative to the including file; each file is read once however it is named (`rules/a.rw`,
 `./rules/a.rw` and its absolute path are one file) and keeps its own `use` names. A file that
@@ -149,9 +149,10 @@ class _Files:
         return self.file_symbols[key]
 
     def check(self) -> CheckResult:
-        if self.diagnostics:
-            return CheckResult([], self.diagnostics, self.symbols, self.sources)
+        """Every file's checks, syntax errors or not: what parsed is checked too, so that one
+        broken line does not hide the mistakes of the others."""
         rules, diagnostics = check_files(list(self.parsed.values()), self.symbols)
+        diagnostics = self.diagnostics + diagnostics
         if diagnostics:
             return CheckResult([], diagnostics, self.symbols, self.sources)
         ordered = self.rule_order({rule.name: rule for rule in rules})

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 
+from .suggest import did_you_mean
+
 ROOTS = {"torch": torch, "operator": operator, "math": math}
 NAMESPACES = ("torch", "operator", "_operator", "math")
 CONSTANT_TYPES = (torch.dtype, torch.layout, torch.memory_format, torch.device, bool, int, float, str)
@@ -65,7 +67,38 @@ def _attribute(value: object, part: str, where: str) -> object:
             return importlib.import_module(f"{value.__name__}.{part}")
         except ImportError:
             pass
-    raise ResolveError(f"`{where}` has no `{part}`")
+    if isinstance(value, OpOverloadPacket):
+        overloads = value.overloads()
+        raise ResolveError(f"`{where}` has no overload `{part}`; it has {', '.join(overloads)}"
+                           + did_you_mean(part, overloads))
+    if isinstance(value, torch._ops._OpNamespace) and value.name not in _namespaces():
+        raise ResolveError(f"`{where}` is no op namespace"
+                           + did_you_mean(value.name, _namespaces(), "`torch.ops.{}`"))
+    raise ResolveError(f"`{where}` has no `{part}`" + did_you_mean(part, _names_in(value, part)))
+
+
+def _names_in(value: object, part: str) -> list[str]:
+    """The names an attribute of `value` could have: an op namespace's ops, `torch.ops`'s
+    namespaces, or what `dir` lists (private names only for a private one)."""
+    if isinstance(value, torch._ops._OpNamespace):
+        prefix = f"{value.name}::"
+        return [name[len(prefix):].split(".")[0] for name in _all_op_names()
+                if name.startswith(prefix)]
+    if isinstance(value, torch._ops._Ops):
+        return _namespaces()
+    if value is torch.ops.higher_order:
+        return list(torch._ops._higher_order_ops)
+    private = part.startswith("_")
+    return [name for name in dir(value) if not name.startswith("__")
+            and (private or not name.startswith("_"))]
+
+
+def _all_op_names() -> list[str]:
+    return torch._C._dispatch_get_all_op_names()
+
+
+def _namespaces() -> list[str]:
+    return sorted({name.split("::")[0] for name in _all_op_names()} | {"higher_order"})
 
 
 def _kind(dotted: str, value: object) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch._ops import OpOverload, OpOverloadPacket
 
+from .suggest import did_you_mean
+
 
 def check_call(op: object, positional: int, more: bool, keywords: set[str]) -> str | None:
     if isinstance(op, OpOverload):
@@ -26,7 +28,8 @@ def check_call(op: object, positional: int, more: bool, keywords: set[str]) -> s
                     for name in op.overloads()}
         if not problems or None in problems.values():
             return None
-        name, problem = next(iter(problems.items()))
+        # The overload nearest to taking it: one whose positional arguments fit, if any.
+        name, problem = min(problems.items(), key=lambda item: "positional" in item[1])
         if len(problems) == 1:
             return f"`{op}.{name}` {problem}"
         return f"no overload of `{op}` takes this call (`{op}.{name}` {problem})"
@@ -46,7 +49,8 @@ def _check_overload(op: OpOverload, positional: int, more: bool, keywords: set[s
         return words
     unknown = sorted(keywords - set(names))
     if unknown:
-        return f"has no argument `{unknown[0]}`; it has {', '.join(names)}"
+        return (f"has no argument `{unknown[0]}`; it has {', '.join(names)}"
+                + did_you_mean(unknown[0], names))
     twice = sorted(keywords & {argument.name for argument in takes[:positional]})
     if twice:
         return f"gets `{twice[0]}` twice, by position and by name"

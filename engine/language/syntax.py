@@ -3,7 +3,9 @@
 Input: a `Source` (path and text). Output: an `ast.RuleFile` and a list of syntax diagnostics.
 The grammar is `grammar/rw.lark`, shipped inside the package as `engine.grammar`. A file that
 does not parse is cut into its top-level items (`use ...`, `rule ...`) and each is parsed on its
-own, so every broken item of a file is reported, not just the first.
+own, so every broken item of a file is reported, not just the first, and the items that parse
+are checked as well; the name a broken `use` declares is recorded, so that its uses are not
+reported again as unknown.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _parse_items_separately(source: Source) -> tuple[ast.RuleFile, list[Diagnost
     starts = [m.start() for m in _ITEM_START.finditer(source.text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    items, diagnostics = [], []
+    items, diagnostics, broken = [], [], []
     for begin, end in zip(starts, starts[1:] + [len(source.text)]):
         # Blank out everything outside the item so that positions stay those of the file.
         chunk = re.sub(r"[^\n]", " ", source.text[:begin]) + source.text[begin:end]
@@ -61,9 +63,15 @@ def _parse_items_separately(source: Source) -> tuple[ast.RuleFile, list[Diagnost
             part = _ToAst(source).transform(_parser().parse(chunk))
         except lark.exceptions.UnexpectedInput as error:
             diagnostics.append(_syntax_diagnostic(source, chunk, error))
+            declared = _BROKEN_USE.match(source.text[begin:end])
+            if declared:  # its name is not unknown, only broken: say nothing more of it
+                broken.append(declared["alias"] or declared["path"].split(".")[-1])
             continue
         items += part.items
-    return ast.RuleFile(source.path, tuple(items)), diagnostics
+    return ast.RuleFile(source.path, tuple(items), tuple(broken)), diagnostics
+
+
+_BROKEN_USE = re.compile(r"use\s+(?P<path>[\w.]+)(?:\s+as\s+(?P<alias>\w+))?")
 
 
 def _syntax_diagnostic(source: Source, text: str, error: lark.exceptions.UnexpectedInput) -> Diagnostic:

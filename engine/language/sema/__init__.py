@@ -32,7 +32,7 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
     rule_names: dict[str, Symbol] = {}
     rules = []
     for file in files:
-        scope = Scope(reporter)
+        scope = Scope(reporter, file.broken_names)
         for use in file.uses:
             scope.declare(use)
         for rule in file.rules:

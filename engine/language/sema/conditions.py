@@ -14,6 +14,7 @@ from __future__ import annotations
 from .. import ast, checked
 from ..builtins import ANY, BOOL, BUILTINS
 from ..schemas import LIST, SCALAR, TENSOR, literal_kind
+from ..suggest import did_you_mean
 from .scope import BUILTIN_SYMBOLS, RuleChecks
 
 _ORDERING = ("<", "<=", ">", ">=")
@@ -58,7 +59,7 @@ class ConditionChecker(RuleChecks):
             return self.builtin(operand)
         if isinstance(operand, ast.Var):
             if operand.name not in self.variables:
-                self.error(operand.span, f"`${operand.name}` is not bound by the pattern")
+                self.variables.unbound(operand)
             else:
                 self.reporter.symbols.refer(operand.span, self.variables.bound[operand.name])
             return (checked.Value(operand.name, operand.span),
@@ -90,7 +91,8 @@ class ConditionChecker(RuleChecks):
         args = [self.operand(arg) for arg in call.args]
         if info is None:
             known = ", ".join(f"{name}()" for name in BUILTINS)
-            self.error(call.span, f"unknown built-in `{call.name}`; the built-ins are {known}")
+            self.error(call.span, f"unknown built-in `{call.name}`; the built-ins are {known}"
+                       + did_you_mean(call.name, BUILTINS, "`{}()`"))
             return checked.BuiltinCall(call.name, tuple(a for a, _ in args), call.span), None
         self.reporter.symbols.refer(call.span, BUILTIN_SYMBOLS[call.name])
         if len(call.args) != info.arity:

@@ -16,6 +16,7 @@ from ..builtins import BUILTINS
 from ..diagnostics import Diagnostic, Note, Span
 from ..names import Resolved, ResolveError, resolve
 from ..schemas import check_call
+from ..suggest import did_you_mean
 from ..symbols import BUILTIN, RULE, USE, VARIABLE, Symbol, SymbolIndex
 
 KIND_WORDS = {
@@ -47,22 +48,28 @@ class Reporter:
 
     def method_name(self, method: ast.Method) -> str:
         if method.name.startswith("_") or not callable(getattr(torch.Tensor, method.name, None)):
-            self.error(method.name_span, f"`{method.name}` is not a public method of tensors")
+            methods = [name for name in dir(torch.Tensor) if not name.startswith("_")]
+            self.error(method.name_span, f"`{method.name}` is not a public method of tensors"
+                       + did_you_mean(method.name, methods))
         return method.name
 
 
 class Scope:
     """The names one file declares with `use`."""
 
-    def __init__(self, reporter: Reporter):
+    def __init__(self, reporter: Reporter, broken: tuple[str, ...] = ()):
         self.reporter = reporter
         self.names: dict[str, Symbol] = {}
+        # Names whose `use` failed (did not parse, or did not resolve): already reported, so
+        # their uses are not reported again.
+        self.broken: set[str] = set(broken)
 
     def declare(self, use: ast.Use) -> None:
         try:
             resolved = resolve(use.path)
         except ResolveError as error:
             self.reporter.error(use.path_span, str(error))
+            self.broken.add(use.alias)
             return
         if use.alias in self.names:
             self.reporter.error(use.alias_span, f"`{use.alias}` is already declared",
@@ -74,7 +81,9 @@ class Scope:
     def lookup(self, name: str, span: Span) -> Resolved | None:
         symbol = self.names.get(name)
         if symbol is None:
-            self.reporter.error(span, f"unknown name `{name}`; declare it with `use`")
+            if name not in self.broken:
+                self.reporter.error(span, f"unknown name `{name}`; declare it with `use`"
+                                    + did_you_mean(name, self.names))
             return None
         self.reporter.symbols.refer(span, symbol)
         return symbol.detail
@@ -169,11 +178,15 @@ class Variables:
                                 Note(symbol.span, "bound here"))
         return True
 
+    def unbound(self, var) -> None:
+        self.reporter.error(var.span, f"`${var.name}` is not bound by the pattern"
+                            + did_you_mean(var.name, self.bound, "`${}`"))
+
     def used(self, var, kind: str) -> bool:
         """A use in a template or a guard: it must be bound, as this kind. True if it is."""
         symbol = self.bound.get(var.name)
         if symbol is None:
-            self.reporter.error(var.span, f"`${var.name}` is not bound by the pattern")
+            self.unbound(var)
             return False
         self.reporter.symbols.refer(var.span, symbol)
         if symbol.detail != kind:
