@@ -534,3 +534,17 @@ def test_symbolic_sizes_are_computed_every_time():
     assert evaluator.key((x,), {}) is None
     spec, value = evaluator.spec("call_function", aten.neg.default, (x,), {}, None)
     assert spec is None and value.shape[1] == 3
+
+
+def test_apply_program_runs_torchs_verifier_on_the_result():
+    class Sine(torch.nn.Module):
+        def forward(self, x):
+            return torch.sin(x)
+
+    program = engine.capture(Sine(), (torch.randn(3, 3),))
+    rules = engine.rules_from_text("use torch.ops.aten.sin\nuse operator.matmul\nrule r:\n"
+                                   "    match sin($x)\n    replace with matmul($x, $x)\n")
+    with pytest.raises(engine.GraphError, match="the rewritten program fails torch.export's "
+                                                "verifier: .*matmul"):
+        rules.apply_program(program)
+    assert rules.apply(program.graph_module)[0] is not program.graph_module  # a graph module

@@ -211,3 +211,76 @@ def test_llama_rms_norm_is_one_rule(mean_rest):
     wrong_weight.weight = torch.nn.Parameter(torch.randn(1))  # broadcasts: not an RMSNorm weight
     _, report = rules.rewrite_program(engine.capture(wrong_weight, (x,)))
     assert "llama_rms_norm" not in report.counts()
+
+
+# --- any op, and guards on which: `$f(...)` -------------------------------------------------------
+ODD = """
+use torch.ops.aten.neg
+use torch.ops.aten.sin
+use torch.ops.aten.tanh
+rule odd_through_neg:
+    # sin(-x) -> -sin(x), for any odd pointwise op named here
+    match $f(neg($x))
+    where is_pointwise($f) and $f in (sin, tanh, torch.ops.aten.atan)
+    replace with neg($f($x))
+"""
+
+
+def unary_chain(*ops) -> torch.fx.GraphModule:
+    sketch = Sketch()
+    value = sketch.input("x")
+    for op in ops:
+        value = sketch.op(op, value)
+    return sketch.finish(value)
+
+
+def test_any_op_binds_its_target_and_a_template_calls_it():
+    gm = unary_chain(aten.neg.default, aten.tanh.default)
+    result = engine.rules_from_text(ODD).rewrite(gm)
+    assert result.report.counts() == {"odd_through_neg": 1}
+    assert [n.target for n in result.module.graph.nodes if n.op == "call_function"] == [
+        aten.tanh.default, aten.neg.default]
+    x = torch.randn(4, 4)
+    torch.testing.assert_close(result.module(x), gm(x))
+
+
+@pytest.mark.parametrize("op", [aten.cos.default, aten.relu.default, aten.t.default],
+                         ids=["even", "not_named", "a_view"])
+def test_any_op_is_held_by_its_guard(op):
+    assert engine.rules_from_text(ODD).rewrite(unary_chain(aten.neg.default, op)).report.counts() \
+        == {}
+
+
+def test_is_view_tells_views():
+    rules = engine.rules_from_text("""
+use torch.ops.aten.clone
+rule clone_of_a_view:
+    match clone($v = $f($x, *_))
+    where is_view($f)
+    replace with clone($x)
+""")
+    gm = unary_chain(aten.t.default, aten.clone.default)
+    assert rules.rewrite(gm).report.counts() == {"clone_of_a_view": 1}
+    assert rules.rewrite(unary_chain(aten.neg.default, aten.clone.default)).report.counts() == {}
+
+
+def test_a_named_rule_and_an_any_op_rule_keep_their_file_order():
+    text = """
+use torch.ops.aten.neg
+use torch.ops.aten.tanh
+rule {first}
+rule {second}
+"""
+    named = "named:\n    match tanh(neg($x))\n    replace with neg(tanh($x))"
+    anyop = "any:\n    match $f(neg($x))\n    where $f in (tanh,)\n    replace with neg($f($x))"
+    gm = unary_chain(aten.neg.default, aten.tanh.default)
+    for first, second in ((named, anyop), (anyop, named)):
+        counts = engine.rules_from_text(text.format(first=first, second=second)).rewrite(
+            gm).report.counts()
+        assert list(counts) == [first.split(":")[0]]
+
+
+def test_a_call_of_a_variable_that_is_no_op_is_refused():
+    with pytest.raises(engine.RuleError, match=r"`\$x` is not an op"):
+        engine.rules_from_text("use torch.ops.aten.neg\nrule r:\n    match neg($x)\n"
+                               "    replace with $x($x)\n")

@@ -102,6 +102,7 @@ class Call:
     callee: str
     callee_span: Span
     args: tuple["Arg", ...]
+    callee_is_var: bool = False  # `$f(...)`: `callee` names a variable bound to the op
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schemas import ENUM, LIST, SCALAR, STRING, TENSOR
+from .schemas import ENUM, LIST, OP, SCALAR, STRING, TENSOR
 
 ANY = "anything"
 BOOL = "a truth value"  # what a predicate gives, and a condition wants
+RULE = "a rule name"
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,14 @@ BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
     BuiltinInfo("is_literal", (ANY,), BOOL,
                 "whether a value is a literal (a number, a string, None...), not a node"),
     BuiltinInfo("users", (ANY,), SCALAR, "how many nodes use a node"),
+    BuiltinInfo("is_pointwise", (OP,), BOOL,
+                "whether an op (`$f` of a `$f(...)` pattern) is tagged pointwise"),
+    BuiltinInfo("is_view", (OP,), BOOL, "whether an op returns a view of an input"),
+    BuiltinInfo("top_level", (), BOOL,
+                "whether the rule is tried outside every region (kept, outlined or left)"),
+    BuiltinInfo("inside", (RULE,), BOOL,
+                "whether the rule is tried inside a region the named rule took"),
+    BuiltinInfo("autocast_enabled", (STRING,), BOOL,
+                "whether autocast is on for a device type there: the innermost autocast region "
+                "for it says, else the ambient mode when the rules are applied"),
 )}

@@ -95,6 +95,7 @@ class NodePattern:
     shared: bool = False
     more_kwargs: RestPattern | None = None  # `**_` or `**$kw`: keywords the pattern does not name
     forms: tuple["SchemaForm", ...] | None = None  # an op's call, read by its schema
+    target_var: "Bind | Same | None" = None  # `$f(...)`: any target, bound to (or equal to) `$f`
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,8 @@ class Const:
 @dataclass(frozen=True)
 class NodeTemplate:
     """A node to build: `call_function` of `target`, or `call_method` named `target`.
-    A keyword named None spreads a bound dict of keywords (`**$kw`)."""
+    A keyword named None spreads a bound dict of keywords (`**$kw`). A `Value` target is the op
+    a pattern's `$f(...)` bound."""
 
     op: str
     target: object

@@ -65,6 +65,8 @@ def _node(pattern: checked.NodePattern) -> str:
     args = _arguments(pattern.args, pattern.rest, pattern.kwargs, pattern.more_kwargs)
     if pattern.op == "call_method":
         return f"{prefix}{args[0]}.{pattern.target}({', '.join(args[1:])})"
+    if pattern.target_var is not None:
+        return f"{prefix}${pattern.target_var.name}({', '.join(args)})"
     return f"{prefix}{format_target(pattern.target)}({', '.join(args)})"
 
 
@@ -89,6 +91,8 @@ def _template(template) -> str:
                  for name, value in template.kwargs]
         if template.op == "call_method":
             return f"{args[0]}.{template.target}({', '.join(args[1:])})"
+        if isinstance(template.target, checked.Value):
+            return f"${template.target.name}({', '.join(args)})"
         return f"{format_target(template.target)}({', '.join(args)})"
     if isinstance(template, checked.ListTemplate):
         return "[" + ", ".join(_template(item) for item in template.items) + "]"

@@ -125,8 +125,8 @@ def fits(op: OpOverload, positional: int, more: bool, keywords: set[str]) -> boo
 
 
 # --- kinds of values, as far as a rule can tell before any graph -------------------------------
-TENSOR, SCALAR, LIST, STRING, NONE, ENUM, DEVICE = (
-    "a tensor", "a number", "a list", "a string", "None", "a dtype", "a device")
+TENSOR, SCALAR, LIST, STRING, NONE, ENUM, DEVICE, OP = (
+    "a tensor", "a number", "a list", "a string", "None", "a dtype", "a device", "an op")
 
 
 def literal_kind(value) -> str | None:

@@ -300,6 +300,9 @@ class _ToAst(Transformer):
     def call(self, meta, children):
         callee, *args = children
         args = tuple(arg for arg in args if arg is not None)
+        if callee.type == "VAR":  # `$f(...)`: the op is a variable
+            return ast.Call(self.span(meta), str(callee)[1:], _span(self.source, callee), args,
+                            callee_is_var=True)
         return ast.Call(self.span(meta), str(callee), _span(self.source, callee), args)
 
     # --- arguments -------------------------------------------------------------------------

@@ -57,12 +57,22 @@ class DagIndex:
     def __init__(self, rules: list[checked.Rule]):
         self.rules = [rule for rule in rules if rule.is_dag]
         self.by_target: dict[object, list[CompiledDagRule]] = {}
+        order = {}
         for rule in self.rules:
             compiled = _compile(rule)
+            order[compiled] = len(order)
             for key in _root_keys(rule.pattern.roots[0][1]):
                 entries = self.by_target.setdefault(key, [])
                 if compiled not in entries:
                     entries.append(compiled)
+        # Rules rooted at `$f(...)` are tried at every function call, in file order among the
+        # others; a rule set without them pays nothing for them.
+        self.any_op: list[CompiledDagRule] | None = self.by_target.pop(_ANY_OP, None)
+        if self.any_op:
+            for key, entries in self.by_target.items():
+                if not (isinstance(key, tuple) and key[0] == "call_method"):
+                    entries.extend(self.any_op)
+                    entries.sort(key=order.__getitem__)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -71,7 +81,7 @@ class DagIndex:
         """The rules whose first root could match the node, in file order; None if no rule's."""
         op = node.op
         if op == "call_function":
-            return self.by_target.get(op_key(node.target))
+            return self.by_target.get(op_key(node.target), self.any_op)
         if op == "call_method":
             return self.by_target.get(("call_method", node.target))
         return None
@@ -103,7 +113,12 @@ def _root_keys(pattern) -> list:
         return [key for option in pattern.options for key in _root_keys(option)]
     if pattern.op == "call_method":
         return [("call_method", pattern.target)]
+    if pattern.target_var is not None:
+        return [_ANY_OP]
     return [op_key(pattern.target)]
+
+
+_ANY_OP = ("any call_function",)  # the key of rules rooted at `$f(...)`
 
 
 def _referenced(pattern) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 
 import torch
 import torch.fx
+from torch._ops import OpOverload, OpOverloadPacket
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ..graphs.values import MISSING, recorded
@@ -32,21 +33,50 @@ from ..language import checked
 from .match import same_value
 
 SET_GRAD_ENABLED = torch._C._set_grad_enabled
+ENTER_AUTOCAST = torch.amp.autocast_mode._enter_autocast
+
+
+@dataclass(frozen=True)
+class Enclosing:
+    """A region around the place a rule is tried: the rule that took it (None: no rule did,
+    and it stays as it is) and its opener's target and arguments."""
+
+    rule: str | None
+    opener: object
+    args: tuple
 
 
 @dataclass(frozen=True)
 class Context:
-    """What holds where a body runs: the ambient grad mode and each segment kind's state."""
+    """What holds where a body runs: the ambient grad mode, each segment kind's state, and the
+    regions around it (outermost first)."""
 
     ambient_grad: bool
     states: Mapping[object, tuple] = field(default_factory=lambda: MappingProxyType({}))
+    regions: tuple[Enclosing, ...] = ()
 
     def with_state(self, marker_target: object, args: tuple) -> "Context":
-        return Context(self.ambient_grad, MappingProxyType({**self.states, marker_target: args}))
+        return Context(self.ambient_grad, MappingProxyType({**self.states, marker_target: args}),
+                       self.regions)
+
+    def within(self, rule: str | None, opener: torch.fx.Node) -> "Context":
+        region = Enclosing(rule, opener.target, tuple(opener.args))
+        return Context(self.ambient_grad, self.states, (*self.regions, region))
 
     def grad_enabled(self) -> bool:
         state = self.states.get(SET_GRAD_ENABLED)
         return bool(state[0]) if state else self.ambient_grad
+
+    def autocast_enabled(self, device: str) -> bool:
+        """Whether autocast is on for `device`: the innermost autocast region for it says;
+        with none, `torch.is_autocast_enabled(device)` when the rules are applied."""
+        for region in reversed(self.regions):
+            if region.opener is ENTER_AUTOCAST and region.args[:1] == (device,):
+                return bool(region.args[2])
+        return torch.is_autocast_enabled(device)
+
+    def inside(self, rule: str) -> bool:
+        return any(region.rule == rule for region in self.regions)
 
 
 def _tensor(value):
@@ -102,6 +132,13 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "is_literal": _is_literal,
     "users": lambda context, value: len(value.users) if isinstance(value, torch.fx.Node)
     else UNKNOWN,
+    "is_pointwise": lambda context, op: torch.Tag.pointwise in op.tags
+    if isinstance(op, OpOverload) else False,
+    "is_view": lambda context, op: bool(op.is_view) if isinstance(op, OpOverload) else False,
+    "top_level": lambda context: not context.regions,
+    "inside": lambda context, rule: context.inside(rule),
+    "autocast_enabled": lambda context, device: context.autocast_enabled(device)
+    if isinstance(device, str) else UNKNOWN,
 }
 
 
@@ -185,6 +222,10 @@ def _equal(a, b) -> bool | None:
         return type(a) is type(b) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
+    if isinstance(a, OpOverloadPacket) and isinstance(b, OpOverload):
+        a, b = b, a
+    if isinstance(a, OpOverload) and isinstance(b, OpOverloadPacket):
+        return a.overloadpacket is b  # an op is "in" its packet
     return same_value(a, b)
 
 

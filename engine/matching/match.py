@@ -42,9 +42,12 @@ def same_value(a: object, b: object) -> bool:
 
 
 def targets_match(pattern: checked.NodePattern, node: torch.fx.Node) -> bool:
-    """Op and target: an op packet matches each of its overloads; a method, its name."""
+    """Op and target: an op packet matches each of its overloads; a method, its name; `$f(...)`
+    any function (what `$f` binds is checked with the arguments)."""
     if node.op != pattern.op:
         return False
+    if pattern.target_var is not None:
+        return True
     if pattern.op == "call_method":
         return node.target == pattern.target
     if node.target is pattern.target:
@@ -83,6 +86,9 @@ def match_node(pattern: checked.NodePattern, node: torch.fx.Node, bindings: Bind
                matched: list) -> bool:
     """Reference semantics: does `node` match `pattern`?"""
     if not targets_match(pattern, node):
+        return False
+    if pattern.target_var is not None and not match_value(pattern.target_var, node.target,
+                                                          bindings, matched):
         return False
     if pattern.forms is not None:
         return _match_by_schema(pattern, node, bindings, matched)
@@ -186,6 +192,8 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
     if pattern.forms is not None:
         return _compile_by_schema(pattern)
     op, target = pattern.op, pattern.target
+    any_target = pattern.target_var is not None  # `$f(...)`
+    target_check = compile_value(pattern.target_var) if any_target else None
     packet = target if isinstance(target, OpOverloadPacket) else None
     keyword_names = frozenset(name for name, _ in pattern.kwargs)
     exact_keywords = pattern.more_kwargs is None
@@ -206,7 +214,10 @@ def compile_node(pattern: checked.NodePattern) -> Matcher:
 
     def matcher(node: torch.fx.Node, bindings: Bindings, matched: list) -> bool:
         node_target = node.target
-        if node_target is not target and (
+        if any_target:
+            if node.op != op or not target_check(node_target, bindings, matched):
+                return False
+        elif node_target is not target and (
                 node_target != target if by_name else
                 packet is None or getattr(node_target, "overloadpacket", None) is not packet):
             return False

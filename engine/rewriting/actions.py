@@ -26,8 +26,10 @@ from .outline import outline
 class Rewriter:
     """The handler `GraphBuilder.emit` hands regions and segments to."""
 
-    def __init__(self, decisions: RegionDecisions):
+    def __init__(self, decisions: RegionDecisions, contexts: dict):
         self.decisions = decisions
+        # id(outlined submodule) -> the context its nodes run in: DAG rules read it there
+        self.contexts = contexts
 
     def __call__(self, builder: GraphBuilder, item: Region | Segment, partition: int) -> None:
         decision = self.decisions[item]

@@ -125,6 +125,9 @@ def _decide_region(item: Region | Segment, context: Context, decided: RegionDeci
         rejected.append(Rejection(candidate.rule, item.origin, GUARD,
                                   "a `where` guard does not hold", guard=failing))
     action = choice.rule.action if choice is not None else checked.Keep(None)
+    if not isinstance(action, checked.Inline):  # inlined, its nodes no longer stand inside it
+        opener = item.opener if isinstance(item, Region) else item.marker
+        inner = inner.within(choice.rule.name if choice else None, opener)
     decision = RegionDecision(item, choice.rule if choice else None,
                               choice.bindings if choice else {}, action,
                               context if isinstance(action, checked.Inline) else inner,

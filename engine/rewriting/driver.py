@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.fx
+from torch._export.verifier import SpecViolationError
 from torch.export import ExportedProgram
 from torch.export.graph_signature import ExportGraphSignature
 
@@ -134,7 +135,11 @@ class RuleSet:
         with warnings.catch_warnings():
             # Copying the module call graph trips a deprecation warning inside torch itself.
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            return program._update(result.module, result.signature), result.report
+            try:  # an ExportedProgram runs torch.export's verifier as it is made
+                return program._update(result.module, result.signature), result.report
+            except SpecViolationError as error:
+                raise GraphError([Problem(f"the rewritten program fails torch.export's "
+                                          f"verifier: {error}", ())]) from error
 
     def rewrite(self, gm: torch.fx.GraphModule,
                 graph_signature: ExportGraphSignature | None = None) -> Rewrite:
@@ -149,9 +154,10 @@ class RuleSet:
             raise GraphError(problems)
         report = Report()
         _report_regions(plan, report, set())
-        module = self._build(plan, {})
+        contexts: dict[int, Context] = {}  # of the submodules outlined, for the DAG rules
+        module = self._build(plan, {}, contexts)
         if self.dags:
-            module = self._rewrite_dags(module, "", report, context, {}, Evaluator())
+            module = self._rewrite_dags(module, "", report, context, {}, Evaluator(), contexts)
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
@@ -182,11 +188,11 @@ class RuleSet:
         return plan
 
     # --- building ------------------------------------------------------------------------------
-    def _build(self, plan: _Plan, built: dict[int, torch.nn.Module]):
+    def _build(self, plan: _Plan, built: dict[int, torch.nn.Module], contexts: dict):
         """The rewritten module of `plan`, children first; `built` maps old module ids to new."""
         for child in plan.children:
             if id(child.module) not in built:
-                built[id(child.module)] = self._build(child, built)
+                built[id(child.module)] = self._build(child, built, contexts)
         if not plan.changes:
             return plan.module
         builder = GraphBuilder(plan.module, built)
@@ -194,19 +200,21 @@ class RuleSet:
         if plan.decisions is None:  # only its children changed
             builder.emit(plan.items, None)
         else:
-            builder.emit(plan.items, Rewriter(plan.decisions))
+            builder.emit(plan.items, Rewriter(plan.decisions, contexts))
         return builder.to_module(template=plan.module)
 
     # --- DAG rules -------------------------------------------------------------------------------
     def _rewrite_dags(self, module, path: str, report: Report, context: Context,
-                      done: dict[int, torch.nn.Module], evaluator: Evaluator):
-        """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint."""
+                      done: dict[int, torch.nn.Module], evaluator: Evaluator, contexts: dict):
+        """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint.
+        A submodule a region was outlined into is in that region's context; any other nested
+        graph (a `cond` branch) in its parent's."""
         if id(module) in done:
             return done[id(module)]
         replaced = {}
         for target, child in held_graphs(module):
             new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
-                                     context, done, evaluator)
+                                     contexts.get(id(child), context), done, evaluator, contexts)
             if new is not child:
                 replaced[id(child)] = new
         current = module

@@ -43,7 +43,8 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     body.graph.output(tuple(body.env[value] for value in interface.outputs))
 
     name = parent.fresh_attr_name(f"submod_{partition}")
-    parent.attrs[name] = body.to_module()
+    parent.attrs[name] = submodule = body.to_module()
+    handler.contexts[id(submodule)] = decision.body_context
     graph = parent.graph
     origin = region.origin
     get_attr = graph.get_attr(name)

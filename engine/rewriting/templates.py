@@ -172,6 +172,8 @@ class TemplatePlanner:
             else:
                 kwargs[name] = self._value(arg)
         target = template.target
+        if isinstance(target, checked.Value):  # `$f(...)`: the op the pattern bound
+            target = self.bindings[target.name]
         fake = _recorded((args, kwargs))
         metadata = self.evaluator.key(*fake) if fake is not MISSING else None
         if isinstance(target, OpOverloadPacket):

@@ -21,6 +21,7 @@ from ..symbols import Symbol, SymbolIndex
 from .actions import ActionChecker
 from .conditions import ConditionChecker
 from .patterns import PatternChecker
+from ..suggest import did_you_mean
 from .scope import Reporter, Scope, Variables, define_rule
 
 
@@ -40,6 +41,11 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
             checked_rule = check_rule(reporter, scope, rule)
             if checked_rule is not None:
                 rules.append(checked_rule)
+    for name, span in reporter.rule_references:
+        if name in rule_names:
+            reporter.symbols.refer(span, rule_names[name])
+        else:
+            reporter.error(span, f"unknown rule `{name}`" + did_you_mean(name, rule_names))
     return rules, reporter.diagnostics
 
 

@@ -16,7 +16,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
 from ..builtins import BUILTINS
-from ..schemas import (LIST, SCALAR, TENSOR, argument_problem, call_returns_kind, literal_kind,
+from ..schemas import (LIST, OP, SCALAR, TENSOR, argument_problem, call_returns_kind, literal_kind,
                        returns_one_tensor)
 from .conditions import ConditionChecker
 from .scope import RuleChecks
@@ -163,6 +163,8 @@ class ActionChecker(RuleChecks):
         if isinstance(expr, ast.Method):
             op, args = "call_method", (expr.receiver, *expr.args)
             target = self.reporter.method_name(expr)
+        elif expr.callee_is_var:  # `$f(...)`: the op a pattern's `$f(...)` bound
+            return self._var_call(expr)
         else:
             op, args = "call_function", expr.args
             target = self.scope.callee(expr, ("op", "function"), "a template")
@@ -189,6 +191,28 @@ class ActionChecker(RuleChecks):
         kind = self._argument_kinds(target, positional, dict(named), more, expr)
         return checked.NodeTemplate(op, target, tuple(positional), tuple(kwargs.items()),
                                     expr.span, kind)
+
+    def _var_call(self, expr: ast.Call) -> checked.NodeTemplate | None:
+        var = ast.Var(expr.callee_span, expr.callee)
+        if not self.variables.used(var, "value"):
+            return None
+        if self.variables.value_kinds.get(var.name) != OP:
+            self.error(var.span, f"`${var.name}` is not an op; a call `${var.name}(...)` needs "
+                                 f"`${var.name}` bound by a `${var.name}(...)` pattern")
+            return None
+        args, kwargs = [], []
+        for arg in expr.args:
+            if isinstance(arg, ast.Keyword):
+                kwargs.append((arg.name, self.template_arg(arg.value, nested=True)))
+            elif isinstance(arg, ast.StarStarVar):
+                self.variables.used(arg, "keywords")
+                kwargs.append((None, checked.Splat(arg.name, arg.span)))
+            else:
+                args.append(self.template_arg(arg, nested=True))
+        if any(a is None for a in args) or any(v is None for _, v in kwargs):
+            return None
+        return checked.NodeTemplate("call_function", checked.Value(var.name, var.span),
+                                    tuple(args), tuple(kwargs), expr.span)
 
     def _argument_kinds(self, target, positional, named: dict, more: bool, expr) -> str | None:
         """Each argument against the kinds of value its parameter takes: a string or a number

@@ -12,8 +12,9 @@ on a list.
 from __future__ import annotations
 
 from .. import ast, checked
-from ..builtins import ANY, BOOL, BUILTINS
-from ..schemas import LIST, SCALAR, TENSOR, literal_kind
+from ..builtins import ANY, BOOL, BUILTINS, RULE
+from ..names import ResolveError, resolve
+from ..schemas import LIST, OP, SCALAR, TENSOR, literal_kind
 from ..suggest import did_you_mean
 from .scope import BUILTIN_SYMBOLS, RuleChecks
 
@@ -80,6 +81,18 @@ class ConditionChecker(RuleChecks):
                 values.append(value)
             op = operand.op if isinstance(operand, ast.Arithmetic) else "neg"
             return checked.Arithmetic(op, tuple(values), operand.span), SCALAR
+        if isinstance(operand, ast.Constant) and operand.name in self.scope.names:
+            resolved = self.scope.names[operand.name].detail
+            if resolved.kind in ("op", "hop", "function"):  # `$f in (relu, sin)`
+                self.reporter.symbols.refer(operand.span, self.scope.names[operand.name])
+                return checked.Const(resolved.value, operand.span), OP
+        if isinstance(operand, ast.QualifiedConstant):
+            try:
+                resolved = resolve(operand.path)
+            except ResolveError:
+                resolved = None  # reported below, as a constant
+            if resolved is not None and resolved.kind in ("op", "hop", "function"):
+                return checked.Const(resolved.value, operand.span), OP
         if isinstance(operand, ast.ListExpr):  # `[4, size($x, 0)]`
             items = [self.operand(item) for item in operand.items]
             return checked.Items(tuple(item for item, _ in items), operand.span), LIST
@@ -88,7 +101,9 @@ class ConditionChecker(RuleChecks):
 
     def builtin(self, call: ast.Builtin) -> tuple[checked.BuiltinCall, str | None]:
         info = BUILTINS.get(call.name)
-        args = [self.operand(arg) for arg in call.args]
+        rule_args = {i for i, kind in enumerate(info.params) if kind == RULE} if info else set()
+        args = [(None, None) if i in rule_args else self.operand(arg)
+                for i, arg in enumerate(call.args)]
         if info is None:
             known = ", ".join(f"{name}()" for name in BUILTINS)
             self.error(call.span, f"unknown built-in `{call.name}`; the built-ins are {known}"
@@ -99,10 +114,20 @@ class ConditionChecker(RuleChecks):
             self.error(call.span, f"`{call.name}` takes {info.arity} argument"
                                   f"{'s' if info.arity != 1 else ''}, not {len(call.args)}")
         else:
-            for arg, (_, kind), wanted in zip(call.args, args, info.params):
-                if wanted != ANY:
+            for index, (arg, (_, kind), wanted) in enumerate(zip(call.args, args, info.params)):
+                if wanted == RULE:  # `inside(autocast_regions)`: a rule, by its name
+                    args[index] = self._rule_name(arg), RULE
+                elif wanted != ANY:
                     self._expect(arg, kind, wanted, f"`{call.name}` takes {wanted}")
         return checked.BuiltinCall(call.name, tuple(a for a, _ in args), call.span), info.result
+
+    def _rule_name(self, arg) -> checked.Const:
+        if not isinstance(arg, ast.Constant):
+            self.error(arg.span, "a rule is named as it is defined, as in "
+                                 "`inside(autocast_regions)`")
+            return checked.Const(None, arg.span)
+        self.reporter.rule_references.append((arg.name, arg.span))
+        return checked.Const(arg.name, arg.span)
 
     def _expect(self, node, kind: str | None, wanted: str, words: str) -> None:
         if kind is not None and kind != wanted:

@@ -13,7 +13,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
 from ..names import op_key
-from ..schemas import fits, params_of, read_as, returns_kind
+from ..schemas import OP, fits, params_of, read_as, returns_kind
 from .scope import RuleChecks
 
 _MARKER_ARGUMENT = ("the arguments of a region's markers are plain values: variables, `_` and "
@@ -70,9 +70,18 @@ class PatternChecker(RuleChecks):
         commutative = isinstance(expr, ast.Commutative)
         if commutative:
             expr = expr.call
+        target_var = None
         if isinstance(expr, ast.Method):
             op, target = "call_method", self.reporter.method_name(expr)
             args = (expr.receiver, *expr.args)
+        elif expr.callee_is_var:  # `$f(...)`: any op; `$f` binds it
+            if marker:
+                self.error(expr.callee_span, "a region's markers name the op they call")
+            var = ast.Var(expr.callee_span, expr.callee)
+            target_var = (checked.Same if self.variables.in_pattern(var, "value")
+                          else checked.Bind)(var.name, var.span)
+            self.variables.value_kinds[var.name] = OP
+            op, target, args = "call_function", None, expr.args
         else:
             op, target = "call_function", self.scope.callee(expr, ("op", "function", "hop"),
                                                             "a pattern")
@@ -88,7 +97,7 @@ class PatternChecker(RuleChecks):
             forms = schema_forms(target, positional, kwargs, more is not None, commutative)
             self._learn_kinds(forms)
         return checked.NodePattern(op, target, positional, rest, kwargs, expr.span,
-                                   commutative, shared, more, forms)
+                                   commutative, shared, more, forms, target_var)
 
     def _learn_kinds(self, forms) -> None:
         """A variable bound at a parameter every overload types alike holds that kind of

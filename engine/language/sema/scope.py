@@ -7,7 +7,7 @@ symbol index with its span.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +36,8 @@ class Reporter:
 
     diagnostics: list[Diagnostic]
     symbols: SymbolIndex
+    # Rules named in conditions (`inside(name)`), checked once every rule is known.
+    rule_references: list[tuple[str, Span]] = field(default_factory=list)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.diagnostics.append(Diagnostic(span, message, tuple(notes)))
