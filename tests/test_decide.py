@@ -355,7 +355,7 @@ rule drop_conversions:
 """).rewrite(gm)
     assert str(caught.value).splitlines()[0] == (
         "error: rule `drop_conversions` (<text>:5:18) replaces `_to_copy_default` (f16[4, 4]) "
-        "with f32[4, 4], of another dtype")
+        "with `x` (f32[4, 4]), of another dtype")
 
 
 def test_a_value_made_after_the_root_is_a_problem_before_building():

@@ -4,6 +4,8 @@ predicate has a case that must hold and one that must not."""
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 import torch.fx
@@ -284,3 +286,35 @@ def test_a_call_of_a_variable_that_is_no_op_is_refused():
     with pytest.raises(engine.RuleError, match=r"`\$x` is not an op"):
         engine.rules_from_text("use torch.ops.aten.neg\nrule r:\n    match neg($x)\n"
                                "    replace with $x($x)\n")
+
+
+FLATTEN = USES + """
+rule flatten_relu:
+    match relu($x)
+    where rank($x) == 3
+    replace with view(clamp_min(view($x, [size($x, 0) * size($x, 1), -1]), 0), shape($x))
+"""
+
+
+def test_templates_do_integer_arithmetic_on_sizes():
+    gm = relu_of(2, 3, 4)
+    result = engine.rules_from_text(FLATTEN).rewrite(gm)
+    views = [n for n in result.module.graph.nodes if n.target is aten.view.default]
+    assert [v.args[1] for v in views] == [[6, -1], [2, 3, 4]]
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(result.module(x), gm(x))
+
+
+def test_arithmetic_on_a_symbolic_size_is_a_node():
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x)
+
+    program = engine.capture(Model(), (torch.randn(2, 3, 4),),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},))
+    result = engine.rules_from_text(FLATTEN).apply_program(program)
+    products = [n for n in result.graph.nodes if n.target is operator.mul]
+    assert len(products) == 1 and products[0].args[1] == 3
+    for batch in (2, 5):
+        x = torch.randn(batch, 3, 4)
+        torch.testing.assert_close(result.module()(x), torch.relu(x))

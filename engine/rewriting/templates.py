@@ -94,12 +94,23 @@ class TemplatePlanner:
             return self._builtin(template)
         if isinstance(template, checked.Index):
             return self._index(template)
-        if isinstance(template, checked.Arithmetic):  # a negation: templates have no other
-            value = self._value(template.operands[0])
-            if type(value) is int:
-                return -value
-            return self._symbolic(operator.neg, (value,), -recorded(value))
+        if isinstance(template, checked.Arithmetic):
+            return self._arithmetic(template)
         return self._node(template, top)
+
+    def _arithmetic(self, template: checked.Arithmetic):
+        """Integer arithmetic on computed values; on a symbolic size, an `operator` node."""
+        values = [self._value(operand) for operand in template.operands]
+        function = _ARITHMETIC[template.op]
+        if all(type(value) is int for value in values):
+            if template.op in ("//", "%") and values[1] == 0:
+                raise self._error(template.span, "divides by zero")
+            return function(*values)
+        if not all(type(value) is int or isinstance(value, Planned) for value in values):
+            raise self._error(template.span, f"arithmetic takes integers, not "
+                                             f"{', '.join(_format(value) for value in values)}")
+        return self._symbolic(function, tuple(values),
+                              function(*(_recorded(value) for value in values)))
 
     # --- values computed before building: `size($x, -1)`, `shape($x)[-1]` ---------------------
     def _builtin(self, call: checked.BuiltinCall):
@@ -247,7 +258,8 @@ class TemplatePlanner:
             if isinstance(value, Planned):
                 shown = f"`{value.format()}` ({format_type(after)})"
             else:
-                shown = format_type(after) if isinstance(value, torch.fx.Node) else _format(value)
+                shown = (f"`{value.name}` ({format_type(after)})" if isinstance(
+                    value, torch.fx.Node) else _format(value))
             raise self._error(template.span, f"replaces `{self.root.name}` "
                                              f"({format_type(before)}) with {shown}, "
                                              f"{difference}")
@@ -256,6 +268,10 @@ class TemplatePlanner:
         where = span.where if span is not None else self.rule.where
         return TemplateError(Problem(f"rule `{self.rule.name}` ({where}) {message}",
                                      (self.root, *nodes), self.path))
+
+
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+               "//": operator.floordiv, "%": operator.mod, "neg": operator.neg}
 
 
 def _recorded(value):

@@ -257,6 +257,9 @@ def _as_value(arg, scope):
         return ast.Index(arg.span, inner, _as_value(arg.index, scope) or arg.index)
     if isinstance(arg, ast.Negative):
         return ast.Negative(arg.span, _as_value(arg.operand, scope) or arg.operand)
+    if isinstance(arg, ast.Arithmetic):
+        return ast.Arithmetic(arg.span, arg.op, _as_value(arg.left, scope) or arg.left,
+                              _as_value(arg.right, scope) or arg.right)
     return None
 
 
@@ -270,6 +273,9 @@ def _builtin_calls(value):
         yield from _builtin_calls(value.index)
     elif isinstance(value, ast.Negative):
         yield from _builtin_calls(value.operand)
+    elif isinstance(value, ast.Arithmetic):
+        yield from _builtin_calls(value.left)
+        yield from _builtin_calls(value.right)
 
 
 def _root_targets(pattern) -> list:

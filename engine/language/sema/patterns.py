@@ -161,7 +161,7 @@ class PatternChecker(RuleChecks):
             return checked.Anything(arg.span)
         if isinstance(arg, (ast.Literal, ast.Constant, ast.QualifiedConstant)):
             return checked.Equals(self.scope.constant(arg), arg.span)
-        if isinstance(arg, (ast.Index, ast.Negative)):
+        if isinstance(arg, (ast.Index, ast.Negative, ast.Arithmetic)):
             self.error(arg.span, "a pattern matches calls, variables and literals; indexing and "
                                  "arithmetic compute values: compare them in `where`")
             return checked.Anything(arg.span)
