@@ -199,7 +199,8 @@ def cases(draw):
         action = "erase"
     else:
         action = "replace " + ", ".join(
-            (f"${name} " if name else "") + f"with {writer.template(draw(st.integers(0, 2)), avoid)}"
+            (f"${name} " if name else "")
+            + f"with {writer.template(draw(st.integers(0, 2)), avoid)}"
             for name, avoid in replaced)
     return gm, f"{USES}\nrule r:\n    match {', '.join(roots)}\n    {action}\n"
 

@@ -163,7 +163,7 @@ def test_a_where_builtin_in_a_template_says_so():
                                       "    replace with mul($x, is_tensor($x))\n")
 
 
-# --- the RMSNorm of HF Llama, as a rule ------------------------------------------------------------
+# --- the RMSNorm of HF Llama, as a rule ---------------------------------------------------------
 class LlamaRMSNorm(torch.nn.Module):
     """transformers' LlamaRMSNorm, as it is written there."""
 

@@ -1,6 +1,7 @@
 """The language: `.rw` text -> checked rules.
 
-    syntax.py      text -> parse tree (grammar/rw.lark, LALR) -> AST (ast.py), every node with a span
+    syntax.py      text -> parse tree (grammar/rw.lark, LALR) -> AST (ast.py), each node
+                   with its span
     load.py        root files and their includes, each parsed once, rules in file order
     sema.py        AST -> checked rules (checked.py): names through the allowlist (names.py),
                    variables bound once, ops against their schemas (schemas.py), built-ins

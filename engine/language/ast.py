@@ -1,6 +1,7 @@
 """The AST of a rule file: plain dataclasses, each carrying the span it was parsed from.
 
-Input: nothing (data definitions). Built by `engine.language.syntax`, read by `engine.language.sema`.
+Input: nothing (data definitions). Built by `engine.language.syntax`, read by
+`engine.language.sema`.
 Names are unresolved here: a `Call` names its callee as written, a `Constant` likewise.
 """
 
@@ -335,7 +336,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Include:
-    """`include "other.rw"`: that file's rules, here, in order; the path is relative to this file."""
+    """`include "other.rw"`: that file's rules, here, in order; the path is relative to this
+    file."""
 
     span: Span
     path: str

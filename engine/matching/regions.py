@@ -222,7 +222,8 @@ class StructureIndex:
             by_closer = closers.get(closer)
             if (closer, pattern.link) != (by_opener.closer, by_opener.link):
                 found.append((rule, f"opens regions with the same call as rule "
-                                    f"`{by_opener.rules[0].rule.name}` but closes them differently"))
+                                    f"`{by_opener.rules[0].rule.name}` but closes them "
+                                    "differently"))
             elif by_closer is not by_opener:
                 found.append((rule, f"closes regions with the same call as rule "
                                     f"`{by_closer.rules[0].rule.name}` but opens them differently"))

@@ -1,13 +1,15 @@
-"""Actions and `where` guards: AST -> checked actions and guards.
+"""Actions and templates: AST -> checked actions.
 
-Input: a rule's action and guards, its checked pattern, the file's scope and the rule's
-variables. Output: `checked` actions whose templates name only bound variables, call ops by
-their schemas, and build what the action can use; `checked.Guard`s over bound variables and
-the built-ins. Refused here, because no graph can make them right:
+Input: a rule's action, its checked pattern, the file's scope and the rule's variables.
+Output: `checked` actions whose templates name only bound variables, call ops as their schemas
+allow with arguments of the kinds their parameters take, and compute values (`shape($x)[-1]`,
+`size($x, 0) * 2`) with the built-ins templates may use. Refused here, because no graph can
+make them right:
 - `outline with hop($v)` where `$v` is the opener node (the outline removes it) or is bound by
   the closer (made, perhaps, inside the region the HOP call stands in for);
 - a template that uses the root it replaces (`match $y = relu($x)`, `replace with cos($y)`);
-- a literal (`None`, `1.5`) as the whole replacement of a root whose op returns a tensor.
+- a literal (`None`, `1.5`), or a call that gives no tensor, as the whole replacement of a root
+  whose op returns a tensor; a string or number where a tensor goes, a list where a number does.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
 from ..builtins import BUILTINS
-from ..schemas import (LIST, OP, SCALAR, TENSOR, argument_problem, call_returns_kind, literal_kind,
-                       returns_one_tensor)
+from ..schemas import (LIST, OP, SCALAR, TENSOR, argument_problem, call_returns_kind,
+                       literal_kind, returns_one_tensor)
 from .conditions import ConditionChecker
 from .scope import RuleChecks
 
