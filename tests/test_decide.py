@@ -69,6 +69,13 @@ def chain(*ops, outputs=(-1,)):
     return sketch.finish(*(values[i] for i in outputs)), values
 
 
+def outputs_of_x(*ops) -> torch.fx.GraphModule:
+    """x -> each op applied to x, each an output."""
+    sketch = Sketch()
+    x = sketch.input("x")
+    return sketch.finish(*(sketch.op(op, x) for op in ops))
+
+
 X = torch.randn(4, 4)
 
 
@@ -111,10 +118,7 @@ def test_a_shared_interior_goes_when_every_user_it_had_is_rewritten():
     first, second = decided(text, gm).decisions
     assert neg in first.removed | second.removed and neg not in first.kept | second.kept
     result = rules(text).rewrite(gm).module
-    sketch = Sketch()
-    x = sketch.input("x")
-    expected = sketch.finish(sketch.op(aten.sin.default, x), sketch.op(aten.sin.default, x))
-    same_graph(result, expected, X)
+    same_graph(result, outputs_of_x(aten.sin.default, aten.sin.default), X)
 
 
 def test_an_exclusive_interior_below_a_removed_one_goes_with_it():
@@ -156,10 +160,7 @@ rule r:
     (decision,) = decided(text, gm).decisions
     assert decision.roots == (relu, exp) and decision.removed == {neg}
     result = rules(text).rewrite(gm).module
-    sketch = Sketch()
-    x = sketch.input("x")
-    expected = sketch.finish(sketch.op(aten.cos.default, x), sketch.op(aten.sin.default, x))
-    same_graph(result, expected, X)
+    same_graph(result, outputs_of_x(aten.cos.default, aten.sin.default), X)
 
 
 def test_keywords_bound_in_one_call_and_repeated_in_another():
