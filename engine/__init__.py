@@ -12,6 +12,7 @@ The packages follow the pipeline, data flowing one way:
     rewriting/  matches -> decisions (rule, bindings, footprint) -> new graphs; the driver
     frontends/  the Python API, the command line, the torch.compile backend, model capture
     graphs/     what every stage shares about FX graphs: values, module trees, dumps, errors
+    tools/      the rule author's tools beside the pipeline: explain
 """
 
 import warnings

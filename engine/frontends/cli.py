@@ -1,9 +1,10 @@
-"""The command line: `engine apply`, `engine check`, `engine dump`.
+"""The command line: `engine apply`, `engine explain`, `engine check`, `engine dump`.
 
 Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
 stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
 
-    engine apply RULES... MODEL [-o OUT.pt2] [--diff]
+    engine apply RULES... MODEL [-o OUT.pt2] [--diff] [--explain]
+    engine explain RULES... MODEL [--rule NAME] [--node NAME] [--all] [--json]
     engine check RULES... [--verbose]
     engine dump MODEL
 
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser(
         "apply", help="capture a model, apply rules, print the result",
-        usage="engine apply [-h] [-o OUT.pt2] [--diff] [--traceback] RULES... MODEL",
+        usage="engine apply [-h] [-o OUT.pt2] [--diff] [--explain] [--traceback] RULES... MODEL",
         description="Capture MODEL (FILE.py:NAME, with torch.export's HOP passes off) or load "
                     "it (FILE.pt2), apply the rule files, print the canonical dump of the result "
                     "and, on stderr, what each rule matched.")
@@ -62,8 +63,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="rule files, then the model: FILE.py:NAME or FILE.pt2")
     apply.add_argument("-o", "--output", metavar="OUT.pt2", help="save the rewritten program")
     apply.add_argument("--diff", action="store_true", help="print a unified before/after diff")
+    apply.add_argument("--explain", action="store_true",
+                       help="for each rule that matched nowhere, its nearest miss")
     apply.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     apply.set_defaults(run=_apply)
+
+    explain = commands.add_parser(
+        "explain", help="say why each rule does (not) match, node by node",
+        usage="engine explain [-h] [--rule NAME] [--node NAME] [--all] [--json] RULES... MODEL",
+        description="For each rule and each node where its pattern could start, say whether it "
+                    "matched (and what it bound) or the first reason it did not, with the rule's "
+                    "line and the model's.")
+    explain.add_argument("paths", nargs="+", metavar="RULES... MODEL",
+                         help="rule files, then the model: FILE.py:NAME or FILE.pt2")
+    explain.add_argument("--rule", metavar="NAME", help="only this rule")
+    explain.add_argument("--node", metavar="NAME", help="only this node")
+    explain.add_argument("--all", action="store_true",
+                         help="also the nodes that call other ops")
+    explain.add_argument("--json", action="store_true", help="the explanations as JSON")
+    explain.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    explain.set_defaults(run=_explain)
 
     check = commands.add_parser(
         "check", help="check rule files and print their diagnostics",
@@ -101,11 +120,30 @@ def _apply(options) -> int:
     else:
         sys.stdout.write(after)
     print(report.render(rules.rules), file=sys.stderr)
+    if options.explain:
+        from engine.tools.explain import render_near_misses
+
+        print(render_near_misses(rules.explain(program), rules, report), file=sys.stderr)
     if options.output:
         import torch
 
         torch.export.save(rewritten, options.output)
         print(f"saved {options.output}", file=sys.stderr)
+    return 0
+
+
+def _explain(options) -> int:
+    import engine
+    from engine.tools.explain import as_json, render
+
+    *rule_paths, target = options.paths
+    if not rule_paths:
+        raise UsageError("expected rule files, then the model as FILE.py:NAME or FILE.pt2")
+    rules = engine.load_rules(*_existing(rule_paths))
+    if options.rule and options.rule not in {rule.name for rule in rules.rules}:
+        raise UsageError(f"no rule `{options.rule}` in {', '.join(rule_paths)}")
+    explanations = rules.explain(_capture(target), options.rule, options.node, options.all)
+    print(as_json(explanations) if options.json else render(explanations, rules))
     return 0
 
 

@@ -13,7 +13,7 @@ from ..graphs.dump import format_target, format_value
 def describe_rule(rule: checked.Rule) -> str:
     lines = [f"rule {rule.name}  # {rule.where}", "    match " + _pattern(rule.pattern)]
     if rule.guards:
-        lines.append("    where " + " and ".join(_condition(g, "and") for g in rule.guards))
+        lines.append("    where " + " and ".join(describe_condition(g, "and") for g in rule.guards))
     lines.append("    " + _action(rule))
     return "\n".join(lines)
 
@@ -99,14 +99,14 @@ def _template(template) -> str:
     return _operand(template)
 
 
-def _condition(condition, within: str = "") -> str:
+def describe_condition(condition, within: str = "") -> str:
     """A condition as written; `within`: the connective around it, for parentheses."""
     if isinstance(condition, (checked.AllOf, checked.AnyOf)):
         word = "and" if isinstance(condition, checked.AllOf) else "or"
-        text = f" {word} ".join(_condition(item, word) for item in condition.items)
+        text = f" {word} ".join(describe_condition(item, word) for item in condition.items)
         return f"({text})" if within and within != word else text
     if isinstance(condition, checked.Not):
-        return f"not {_condition(condition.item, 'not')}"
+        return f"not {describe_condition(condition.item, 'not')}"
     if isinstance(condition, checked.Test):
         return _operand(condition.value)
     if isinstance(condition, checked.Member):

@@ -77,6 +77,11 @@ class DagIndex:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
+    def compiled(self, rule: checked.Rule) -> CompiledDagRule:
+        """The compiled form of one of its rules."""
+        return next(c for entries in (*self.by_target.values(), self.any_op or ())
+                    for c in entries if c.rule is rule)
+
     def candidates(self, node: torch.fx.Node) -> list[CompiledDagRule] | None:
         """The rules whose first root could match the node, in file order; None if no rule's."""
         op = node.op

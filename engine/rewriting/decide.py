@@ -77,6 +77,7 @@ class RegionDecision:
     rule: checked.Rule | None  # None: no rule takes it; it stays as it is
     bindings: dict
     action: checked.Action
+    context: Context  # where it stands: its rules' guards were read here
     body_context: Context  # what the nodes inside run under
     interface: Interface | None = None  # for an outline
     rejected: tuple[Rejection, ...] = ()
@@ -129,7 +130,7 @@ def _decide_region(item: Region | Segment, context: Context, decided: RegionDeci
         opener = item.opener if isinstance(item, Region) else item.marker
         inner = inner.within(choice.rule.name if choice else None, opener)
     decision = RegionDecision(item, choice.rule if choice else None,
-                              choice.bindings if choice else {}, action,
+                              choice.bindings if choice else {}, action, context,
                               context if isinstance(action, checked.Inline) else inner,
                               rejected=tuple(rejected))
     decided.decisions[item] = decision

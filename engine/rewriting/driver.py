@@ -106,6 +106,20 @@ class _Plan:
         return self.decisions is not None or any(child.changes for child in self.children)
 
 
+@dataclass
+class RegionPhase:
+    """What the region rules did to a module tree: the plan (each graph's region tree and
+    decisions), the problems, the module built (None while there are problems), the context of
+    each outlined submodule, and the report."""
+
+    plan: _Plan
+    problems: list[Problem]
+    context: Context
+    module: torch.fx.GraphModule | None = None
+    contexts: dict[int, Context] = field(default_factory=dict)
+    report: Report = field(default_factory=Report)
+
+
 class RuleSet:
     """Checked rules, compiled; apply them with `apply`, `apply_program` or `rewrite`."""
 
@@ -141,27 +155,48 @@ class RuleSet:
                 raise GraphError([Problem(f"the rewritten program fails torch.export's "
                                           f"verifier: {error}", ())]) from error
 
+    def explain(self, gm: torch.fx.GraphModule | ExportedProgram, rule: str | None = None,
+                node: str | None = None, all_nodes: bool = False) -> list:
+        """Why each rule does (not) match at each node its root could match: a list of
+        `engine.tools.explain.Explanation`s. Nothing is rewritten."""
+        from ..tools.explain import explain  # a tool beside the pipeline, read when asked
+
+        if isinstance(gm, ExportedProgram):
+            gm = gm.graph_module
+        with _collector_paused():
+            return explain(self, gm, rule, node, all_nodes)
+
     def rewrite(self, gm: torch.fx.GraphModule,
                 graph_signature: ExportGraphSignature | None = None) -> Rewrite:
         with _collector_paused():
             return self._rewrite(gm, graph_signature)
 
     def _rewrite(self, gm, graph_signature) -> Rewrite:
-        context = Context(ambient_grad=torch.is_grad_enabled())
-        problems: list[Problem] = []
-        plan = self._plan(gm, "", context, problems, {})
-        if problems:
-            raise GraphError(problems)
-        report = Report()
-        _report_regions(plan, report, set())
-        contexts: dict[int, Context] = {}  # of the submodules outlined, for the DAG rules
-        module = self._build(plan, {}, contexts)
+        regions = self.apply_regions(gm)
+        module, report = regions.module, regions.report
         if self.dags:
-            module = self._rewrite_dags(module, "", report, context, {}, Evaluator(), contexts)
+            module = self._rewrite_dags(module, "", report, regions.context, {}, Evaluator(),
+                                        regions.contexts)
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
         return Rewrite(module, signature, report)
+
+    def apply_regions(self, gm: torch.fx.GraphModule, strict: bool = True) -> "RegionPhase":
+        """The region and segment rules over the module tree: matched, decided, and (without
+        problems) built. `strict`: raise `GraphError` on problems; else return them, unbuilt
+        (what `explain` reads)."""
+        context = Context(ambient_grad=torch.is_grad_enabled())
+        problems: list[Problem] = []
+        plan = self._plan(gm, "", context, problems, {})
+        phase = RegionPhase(plan, problems, context)
+        if problems:
+            if strict:
+                raise GraphError(problems)
+            return phase
+        _report_regions(plan, phase.report, set())
+        phase.module = self._build(plan, {}, phase.contexts)
+        return phase
 
     # --- matching and deciding -----------------------------------------------------------------
     def _plan(self, module, path: str, context: Context, problems: list[Problem],

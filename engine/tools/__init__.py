@@ -1,0 +1,5 @@
+"""The rule author's tools, beside the pipeline (they read its stages, none of them is on the
+rewrite's path).
+
+    explain.py    why (not) a match: each rule at each place its pattern could start
+"""
