@@ -27,11 +27,13 @@ from .frontends.backend import backend
 from .frontends.capture import capture
 from .graphs.dump import dump
 from .graphs.errors import GraphError
+from .graphs.parse import GraphTextError, load_graph, parse_graph
 from .language.diagnostics import RuleError
 from .rewriting.driver import Report, Rewrite, RuleSet
 
 __all__ = [
     "GraphError",
+    "GraphTextError",
     "Report",
     "Rewrite",
     "RuleError",
@@ -40,6 +42,8 @@ __all__ = [
     "capture",
     "check_rules",
     "dump",
+    "load_graph",
     "load_rules",
+    "parse_graph",
     "rules_from_text",
 ]

@@ -10,7 +10,8 @@ stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
 
 MODEL is `FILE.py:NAME`, a callable in a Python file that returns `(module, args)`,
 `(module, args, kwargs)` or `(module, args, kwargs, dynamic_shapes)`, captured with torch's HOP
-passes off; or a saved `FILE.pt2`, an ExportedProgram as torch.export made it.
+passes off; a saved `FILE.pt2`, an ExportedProgram as torch.export made it; or `FILE.fxg`, a
+graph as text (what `engine dump` prints).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import sys
 import traceback
 from pathlib import Path
 
+import torch
+
 USAGE_ERROR = 2
 FAILURE = 1
+# Graphs as text (`engine dump` prints them, `engine.parse_graph` reads them): "FX graph".
+GRAPH_TEXT = ".fxg"
 
 
 class UsageError(Exception):
@@ -60,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                     "it (FILE.pt2), apply the rule files, print the canonical dump of the result "
                     "and, on stderr, what each rule matched.")
     apply.add_argument("paths", nargs="+", metavar="RULES... MODEL",
-                       help="rule files, then the model: FILE.py:NAME or FILE.pt2")
+                       help="rule files, then the model: FILE.py:NAME, FILE.pt2 or FILE.fxg")
     apply.add_argument("-o", "--output", metavar="OUT.pt2", help="save the rewritten program")
     apply.add_argument("--diff", action="store_true", help="print a unified before/after diff")
     apply.add_argument("--explain", action="store_true",
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                     "matched (and what it bound) or the first reason it did not, with the rule's "
                     "line and the model's.")
     explain.add_argument("paths", nargs="+", metavar="RULES... MODEL",
-                         help="rule files, then the model: FILE.py:NAME or FILE.pt2")
+                         help="rule files, then the model: FILE.py:NAME, FILE.pt2 or FILE.fxg")
     explain.add_argument("--rule", metavar="NAME", help="only this rule")
     explain.add_argument("--node", metavar="NAME", help="only this node")
     explain.add_argument("--all", action="store_true",
@@ -95,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "dump", help="print the raw captured graph of a model",
         description="Capture FILE.py:NAME with torch.export (HOP passes off), markers included, "
                     "or load FILE.pt2, and print its canonical dump.")
-    dump.add_argument("model", metavar="MODEL", help="FILE.py:NAME or FILE.pt2")
+    dump.add_argument("model", metavar="MODEL", help="FILE.py:NAME, FILE.pt2 or FILE.fxg")
     dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     dump.set_defaults(run=_dump)
     return parser
@@ -107,10 +112,14 @@ def _apply(options) -> int:
 
     *rule_paths, target = options.paths
     if not rule_paths:
-        raise UsageError("expected rule files, then the model as FILE.py:NAME or FILE.pt2")
+        raise UsageError("expected rule files, then the model as FILE.py:NAME, FILE.pt2 or FILE.fxg")
     rules = engine.load_rules(*_existing(rule_paths))
     program = _capture(target)
-    rewritten, report = rules.rewrite_program(program)
+    if isinstance(program, torch.fx.GraphModule):  # a graph read from text
+        result = rules.rewrite(program, program.meta.get("graph_signature"))
+        rewritten, report = result.module, result.report
+    else:
+        rewritten, report = rules.rewrite_program(program)
     after = engine.dump(rewritten)
     if options.diff:
         before = engine.dump(program)
@@ -125,9 +134,12 @@ def _apply(options) -> int:
 
         print(render_near_misses(rules.explain(program), rules, report), file=sys.stderr)
     if options.output:
-        import torch
-
-        torch.export.save(rewritten, options.output)
+        if options.output.endswith(GRAPH_TEXT):
+            Path(options.output).write_text(after)
+        elif isinstance(rewritten, torch.fx.GraphModule):
+            raise UsageError(f"a graph read from text is written as text: -o FILE{GRAPH_TEXT}")
+        else:
+            torch.export.save(rewritten, options.output)
         print(f"saved {options.output}", file=sys.stderr)
     return 0
 
@@ -138,7 +150,7 @@ def _explain(options) -> int:
 
     *rule_paths, target = options.paths
     if not rule_paths:
-        raise UsageError("expected rule files, then the model as FILE.py:NAME or FILE.pt2")
+        raise UsageError("expected rule files, then the model as FILE.py:NAME, FILE.pt2 or FILE.fxg")
     rules = engine.load_rules(*_existing(rule_paths))
     if options.rule and options.rule not in {rule.name for rule in rules.rules}:
         raise UsageError(f"no rule `{options.rule}` in {', '.join(rule_paths)}")
@@ -179,14 +191,17 @@ def _existing(paths: list[str]) -> list[str]:
 
 
 def _capture(target: str):
-    """The program of MODEL: a saved .pt2 loaded, or FILE.py:NAME captured."""
+    """The program of MODEL: a saved .pt2 loaded, a graph text read (a GraphModule), or
+    FILE.py:NAME captured."""
     import engine
 
+    if target.endswith(GRAPH_TEXT):
+        if not Path(target).is_file():
+            raise UsageError(f"no such graph text: {target}")
+        return engine.load_graph(target)
     if target.endswith(".pt2"):
         if not Path(target).is_file():
             raise UsageError(f"no such program: {target}")
-        import torch
-
         return torch.export.load(target)
     module, args, kwargs, dynamic_shapes = load_model(target)
     return engine.capture(module, args, kwargs, dynamic_shapes)
@@ -196,7 +211,7 @@ def load_model(target: str):
     """`FILE.py:NAME` -> (module, args, kwargs, dynamic_shapes), from what NAME() returns."""
     file, sep, name = target.rpartition(":")
     if not sep or not file.endswith(".py") or not name:
-        raise UsageError(f"expected FILE.py:NAME or FILE.pt2, got `{target}`")
+        raise UsageError(f"expected FILE.py:NAME, FILE.pt2 or FILE.fxg, got `{target}`")
     path = Path(file)
     if not path.is_file():
         raise UsageError(f"no such model file: {file}")
@@ -218,9 +233,9 @@ def load_model(target: str):
 
 
 def _describe_failure(error: Exception) -> str:
-    from engine import GraphError, RuleError
+    from engine import GraphError, GraphTextError, RuleError
 
-    if isinstance(error, (RuleError, GraphError)):
+    if isinstance(error, (RuleError, GraphError, GraphTextError)):
         return str(error)
     return f"error: {type(error).__name__}: {error}"
 

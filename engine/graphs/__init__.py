@@ -4,5 +4,6 @@
     modules.py      a module tree: fetching attributes, the graphs a graph holds
     errors.py       problems in a graph, told with the model's own source lines
     dump.py         a graph or program -> canonical text (snapshots, `engine dump`, diffs)
+    parse.py        that text -> a GraphModule again (grammar/fxg.lark), values rebuilt
     equivalence.py  the oracles' notions of "the same graph"
 """

@@ -30,8 +30,13 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def dump(module: torch.fx.GraphModule | ExportedProgram) -> str:
+    """The text of a program or module; a module read from text with a signature
+    (`meta["graph_signature"]`) prints it back."""
     if isinstance(module, ExportedProgram):
         return _dump_modules(module.graph_module) + "\n" + _dump_signature(module.graph_signature)
+    signature = module.meta.get("graph_signature") if hasattr(module, "meta") else None
+    if signature is not None:
+        return _dump_modules(module) + "\n" + _dump_signature(signature)
     return _dump_modules(module)
 
 

@@ -180,6 +180,8 @@ class RuleSet:
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
+            if "graph_signature" in module.meta:  # a graph read from text carries its own
+                module.meta["graph_signature"] = signature
         return Rewrite(module, signature, report)
 
     def apply_regions(self, gm: torch.fx.GraphModule, strict: bool = True) -> "RegionPhase":
