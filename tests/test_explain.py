@@ -298,8 +298,6 @@ def test_the_explained_nodes_are_those_a_root_could_match_unless_all():
     assert all(e.reason == "target" for e in every)
 
 
-
-
 def test_the_readme_session_is_what_the_command_prints():
     readme = (REPO / "README.md").read_text()
     block = readme.split("$ engine explain rules/cleanup.rw examples/models.py:autocast_mlp\n")[1]

@@ -1,10 +1,12 @@
-"""The command line: `engine apply`, `engine explain`, `engine check`, `engine dump`.
+"""The command line: `engine apply`, `engine explain`, `engine test`, `engine check`,
+`engine dump`.
 
 Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
 stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
 
     engine apply RULES... MODEL [-o OUT.pt2] [--diff] [--explain]
     engine explain RULES... MODEL [--rule NAME] [--node NAME] [--all] [--json]
+    engine test RULES... FIXTURES... [--update]
     engine check RULES... [--verbose]
     engine dump MODEL
 
@@ -89,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     explain.set_defaults(run=_explain)
 
+    test = commands.add_parser(
+        "test", help="run rule fixtures: graphs as text, in and expected",
+        usage="engine test [-h] [--update] RULES... FIXTURES...",
+        description="Apply the rule files to each case of each fixture (.fxt files, or the .fxt "
+                    "files under a directory) and compare with the expected graph, the report "
+                    "and the values on random inputs. Exit 0 if all pass, 1 if any fails.")
+    test.add_argument("paths", nargs="+", metavar="RULES... FIXTURES...",
+                      help="rule files (.rw), then fixtures (.fxt files or directories)")
+    test.add_argument("--update", action="store_true",
+                      help="write what the rules now do into the fixtures")
+    test.set_defaults(run=_test)
+
     check = commands.add_parser(
         "check", help="check rule files and print their diagnostics",
         description="Parse and check rule files; print every diagnostic; exit 1 on any error.")
@@ -157,6 +171,27 @@ def _explain(options) -> int:
     explanations = rules.explain(_capture(target), options.rule, options.node, options.all)
     print(as_json(explanations) if options.json else render(explanations, rules))
     return 0
+
+
+def _test(options) -> int:
+    import engine
+    from engine.tools.ruletest import FixtureError, fixture_paths, run_fixtures
+
+    rule_paths = [p for p in options.paths if p.endswith(".rw")]
+    fixtures = fixture_paths([p for p in options.paths if not p.endswith(".rw")])
+    if not rule_paths or not fixtures:
+        raise UsageError("expected rule files (.rw), then fixtures (.fxt files or directories)")
+    missing = [str(p) for p in fixtures if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such fixture: {missing[0]}")
+    rules = engine.load_rules(*_existing(rule_paths))
+    try:
+        outcomes, text = run_fixtures(rules, fixtures, options.update)
+    except FixtureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return FAILURE
+    print(text)
+    return 0 if options.update or all(o.passed for o in outcomes) else FAILURE
 
 
 def _check(options) -> int:

@@ -2,4 +2,5 @@
 rewrite's path).
 
     explain.py    why (not) a match: each rule at each place its pattern could start
+    ruletest.py   rule fixtures (`engine test`): graph text in, expected graph text or report out
 """

@@ -1,0 +1,272 @@
+"""Rule tests without Python: fixture files of graphs as text, in and expected.
+
+Input: rule files and fixture files (`.fxt`). Output: for each case, pass or fail with the
+reason (a unified diff of the dumps where the result is not the expected graph), and with
+`update`, the fixture rewritten to what the rules now do (like `pytest --snapshot-update`, so
+that a change of behaviour shows as a fixture diff in review).
+
+A fixture holds cases; each starts with a `# --- case: TITLE` line and the input graph, as
+`engine dump` prints it (`engine.parse_graph` reads it), then says what the rules make of it:
+
+    # --- case: x * 1 is x
+    def forward(x: f32[4, 4]):
+        mul: f32[4, 4] = aten.mul.Tensor(x, 1)
+        return (mul,)
+    # --- expect
+    def forward(x: f32[4, 4]):
+        return (x,)
+    # --- report
+    times_one at mul
+
+    # --- case: an integer tensor times 1.0 becomes a float one: not x
+    ...
+    # --- expect: unchanged
+
+`# --- expect: error` is followed by the `GraphError` the rules must raise; `# --- report`
+(optional) lists each match as `RULE at NODE`; `# --- no run` marks a case whose graphs cannot
+run on random inputs. A case passes when the result is alpha-equivalent to the expected graph
+(node names need not match), the report (if given) is the same, and, unless `no run`, the input
+and the result compute the same values, dtypes and shapes on random inputs made from the
+annotations (three seeds; integers in [0, 4), booleans; symbolic sizes at their hint).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..graphs.dump import dump
+from ..graphs.equivalence import alpha_difference
+from ..graphs.errors import GraphError
+from ..graphs.parse import GraphTextError, SYMBOL_HINT, parse_graph
+from ..graphs.values import recorded
+
+_DIRECTIVE = re.compile(r"^# --- (case: .*|expect(: unchanged|: error)?|report|no run)\s*$",
+                        re.MULTILINE)
+SEEDS = (0, 1, 2)
+
+
+class FixtureError(Exception):
+    """A fixture file whose layout is wrong; the message says where."""
+
+
+@dataclass
+class Case:
+    title: str
+    line: int  # of its `# --- case:` line
+    source: str
+    expect: str | None = None  # a graph text; None: unchanged
+    error: str | None = None  # the GraphError expected, for `expect: error`
+    report: list[str] | None = None
+    run: bool = True
+
+
+@dataclass
+class Fixture:
+    path: Path
+    preamble: str  # comments before the first case
+    cases: list[Case] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    fixture: Path
+    case: Case
+    problems: list[str]
+    actual: str | None = None  # the result's dump (None on error)
+    actual_error: str | None = None
+    actual_report: list[str] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def read_fixture(path: Path) -> Fixture:
+    text = path.read_text()
+    marks = list(_DIRECTIVE.finditer(text))
+    fixture = Fixture(path, text[:marks[0].start()] if marks else text)
+    for index, mark in enumerate(marks):
+        body = text[mark.end():marks[index + 1].start() if index + 1 < len(marks) else len(text)]
+        body = body.strip("\n")
+        directive = mark.group(1)
+        line = text.count("\n", 0, mark.start()) + 1
+        if directive.startswith("case: "):
+            fixture.cases.append(Case(directive[6:].strip(), line, body + "\n"))
+            continue
+        if not fixture.cases:
+            raise FixtureError(f"{path}:{line}: `# --- {directive}` before any `# --- case:`")
+        case = fixture.cases[-1]
+        if directive == "expect":
+            case.expect = body + "\n"
+        elif directive == "expect: unchanged":
+            case.expect = None
+        elif directive == "expect: error":
+            case.error = body
+        elif directive == "report":
+            case.report = [line for line in body.splitlines() if line.strip()]
+        else:  # no run
+            case.run = False
+    return fixture
+
+
+def run_case(rules, fixture: Path, case: Case) -> Outcome:
+    where = f"{fixture}:{case.line}"
+    try:
+        gm = parse_graph(case.source, f"{fixture} (case at line {case.line})")
+    except GraphTextError as error:
+        return Outcome(fixture, case, [f"{where}: the input does not parse:\n{error}"])
+    try:
+        result = rules.rewrite(gm, gm.meta.get("graph_signature"))
+    except GraphError as error:
+        outcome = Outcome(fixture, case, [], actual_error=str(error))
+        if case.error is None:
+            outcome.problems.append(f"{where}: the rules refused it:\n{error}")
+        elif case.error.strip() != str(error).strip():
+            outcome.problems.append(f"{where}: another error than expected:\n"
+                                    + _diff(case.error + "\n", str(error) + "\n"))
+        return outcome
+    actual = dump(result.module)
+    report = [f"{match.rule} at {match.node}" + (f" in {match.module}" if match.module else "")
+              for match in result.report.matches]
+    outcome = Outcome(fixture, case, [], actual, actual_report=report)
+    if case.error is not None:
+        outcome.problems.append(f"{where}: expected an error, the rules rewrote it")
+        return outcome
+    expected_text = case.expect if case.expect is not None else case.source
+    try:
+        expected = parse_graph(expected_text, f"{fixture} (expected at line {case.line})")
+    except GraphTextError as error:
+        outcome.problems.append(f"{where}: the expected graph does not parse:\n{error}")
+        return outcome
+    difference = alpha_difference(result.module, expected)
+    if difference is not None:
+        outcome.problems.append(f"{where}: not the expected graph ({difference}):\n"
+                                + _diff(dump(expected), actual))
+    if case.report is not None and case.report != report:
+        outcome.problems.append(f"{where}: another report:\n"
+                                + _diff("\n".join(case.report) + "\n", "\n".join(report) + "\n"))
+    if case.run and difference is None:
+        problem = _same_values(gm, result.module)
+        if problem is not None:
+            outcome.problems.append(f"{where}: {problem}")
+    return outcome
+
+
+def _diff(expected: str, actual: str) -> str:
+    return "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
+                                        "expected", "actual"))
+
+
+# --- running both sides --------------------------------------------------------------------------
+def _same_values(before: torch.fx.GraphModule, after: torch.fx.GraphModule) -> str | None:
+    placeholders = [n for n in before.graph.nodes if n.op == "placeholder"]
+    for seed in SEEDS:
+        generator = torch.Generator().manual_seed(seed)
+        inputs = [_random(recorded(node, None), generator) for node in placeholders]
+        try:
+            with torch.no_grad():
+                expected = before(*[_copy(v) for v in inputs])
+                actual = after(*[_copy(v) for v in inputs])
+        except Exception as error:  # a graph that cannot run: say so, do not crash
+            return f"the graphs do not run on random inputs ({type(error).__name__}: {error}); " \
+                   "mark the case `# --- no run` if they cannot"
+        problem = _compare(expected, actual, "the output")
+        if problem is not None:
+            return f"with seed {seed}, {problem}"
+    return None
+
+
+def _random(value, generator):
+    if not isinstance(value, torch.Tensor):
+        return value
+    shape = [d if isinstance(d, int) else SYMBOL_HINT for d in value.shape]
+    if value.dtype == torch.bool:
+        return torch.rand(shape, generator=generator) > 0.5
+    if value.dtype.is_floating_point or value.dtype.is_complex:
+        return torch.randn(shape, generator=generator).to(value.dtype)
+    return torch.randint(0, 4, shape, generator=generator, dtype=value.dtype)
+
+
+def _copy(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+def _compare(expected, actual, what: str) -> str | None:
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            return f"{what} has another structure"
+        for index, (e, a) in enumerate(zip(expected, actual)):
+            problem = _compare(e, a, f"{what}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            return f"{what} is no tensor after the rules"
+        if expected.dtype != actual.dtype or expected.shape != actual.shape:
+            return (f"{what} is {actual.dtype} {list(actual.shape)} after the rules, "
+                    f"{expected.dtype} {list(expected.shape)} before")
+        try:
+            torch.testing.assert_close(actual, expected, equal_nan=True)
+        except AssertionError as error:
+            return f"{what} differs: {str(error).splitlines()[0]}"
+        return None
+    return None if expected == actual else f"{what} is {actual!r}, not {expected!r}"
+
+
+# --- updating fixtures ---------------------------------------------------------------------------
+def write_fixture(fixture: Fixture, outcomes: dict[int, Outcome]) -> None:
+    """The fixture with each case's expectation replaced by what the rules now do."""
+    parts = [fixture.preamble.rstrip("\n") + "\n\n" if fixture.preamble.strip() else ""]
+    for index, case in enumerate(fixture.cases):
+        outcome = outcomes[index]
+        parts.append(f"# --- case: {case.title}\n{case.source.rstrip()}\n")
+        if outcome.actual_error is not None:
+            parts.append(f"# --- expect: error\n{outcome.actual_error.rstrip()}\n")
+        elif outcome.actual is None:
+            parts.append("# --- expect: unchanged\n")  # the input did not parse: left as is
+        elif dump(parse_graph(case.source)) == outcome.actual:
+            parts.append("# --- expect: unchanged\n")
+        else:
+            parts.append(f"# --- expect\n{outcome.actual.rstrip()}\n")
+        if outcome.actual_report:
+            parts.append("# --- report\n" + "\n".join(outcome.actual_report) + "\n")
+        if not case.run:
+            parts.append("# --- no run\n")
+        parts.append("\n")
+    fixture.path.write_text("".join(parts).rstrip("\n") + "\n")
+
+
+def fixture_paths(paths: list[str]) -> list[Path]:
+    """Fixture files, and every `.fxt` under each directory given."""
+    found = []
+    for path in map(Path, paths):
+        found += sorted(path.rglob("*.fxt")) if path.is_dir() else [path]
+    return found
+
+
+def run_fixtures(rules, paths: list[Path], update: bool = False) -> tuple[list[Outcome], str]:
+    """Every case of every fixture: the outcomes, and the text to print (each failure, then
+    `N passed, M failed`). With `update`, each fixture is rewritten to what the rules do."""
+    outcomes, lines = [], []
+    for path in paths:
+        fixture = read_fixture(path)
+        results = {index: run_case(rules, path, case) for index, case in enumerate(fixture.cases)}
+        outcomes += results.values()
+        if update:
+            write_fixture(fixture, results)
+    for outcome in outcomes:
+        if not outcome.passed:
+            lines.append(f"FAIL {outcome.fixture}:{outcome.case.line}: {outcome.case.title}")
+            lines += ["    " + line for problem in outcome.problems
+                      for line in problem.splitlines()]
+    passed = sum(outcome.passed for outcome in outcomes)
+    summary = f"{passed} passed, {len(outcomes) - passed} failed"
+    if update:
+        summary += f"; {len(paths)} fixture{'s' * (len(paths) != 1)} updated"
+    return outcomes, "\n".join(lines + [summary])
