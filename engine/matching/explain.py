@@ -100,16 +100,11 @@ class _Explainer:
         return self.node(pattern, value, bindings)
 
     def alternatives(self, pattern: checked.OneOf, value, bindings: dict, where: str):
-        misses = []
-        for option in pattern.options:
-            trial, attempt = dict(bindings), _Explainer(self.progress)
-            miss = attempt.value(option, value, trial, where)
-            if miss is None:
-                bindings.update(trial)
-                self.progress = attempt.progress
-                return None
-            misses.append(miss)
-        best = max(misses, key=lambda m: m.progress)
+        best = self.first_fit(pattern.options, bindings,
+                              lambda attempt, option, trial: attempt.value(option, value, trial,
+                                                                           where))
+        if best is None:
+            return None
         return Miss(best.span, f"no alternative matches; the nearest: {best.message}",
                     best.progress, best.kind)
 
@@ -151,10 +146,16 @@ class _Explainer:
         if not forms:
             return self.miss(pattern, f"`{node.name}` calls `{format_target(node.target)}`, "
                                       "whose arguments the pattern's do not fit", TARGET)
+        return self.first_fit(forms, bindings,
+                              lambda attempt, form, trial: attempt.form(form, pattern, node, trial))
+
+    def first_fit(self, options, bindings: dict, attempt_one) -> Miss | None:
+        """Try each option on a copy of the bindings; keep the first that fits (None), or return
+        the miss that got furthest."""
         misses = []
-        for form in forms:
+        for option in options:
             trial, attempt = dict(bindings), _Explainer(self.progress)
-            miss = attempt.form(form, pattern, node, trial)
+            miss = attempt_one(attempt, option, trial)
             if miss is None:
                 bindings.update(trial)
                 self.progress = attempt.progress
