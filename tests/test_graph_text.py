@@ -125,6 +125,24 @@ def forward(x: f32[4]):
     s: q99[4] = aten.neg.default(x)
     return (y, z)
 """,
+    "calls": """\
+def forward(x: f32[4]):
+    a: f32[4] = aten.sin.default(x, x)
+    b: f32[4] = aten.add.Tensor(x, x, beta=2)
+    c: f32[4] = operator.add(x)
+    d: f32[] = math.sqrt(2.0, 3.0)
+    e: f32[4] = aten.add(x)
+    return (a, b, c, d, e)
+""",
+    "reach": """\
+def forward(x: f32[4]):
+    a = getattr(x, '__class__')
+    b = method __subclasses__(a)
+    c = method sin(math.sqrt)
+    d = getattr(x, 'T', None)
+    e: f32[4] = getattr(x, 'T')
+    return (e,)
+""",
     "no_forward": "def main(x: f32[4]):\n    return (x,)\n",
     "attribute": "def forward(x: f32[4]):\n    w = get_attr(weight)\n    return (w,)\n",
 }
@@ -141,7 +159,50 @@ def test_a_bad_graph_text_is_told_with_its_place(case, snapshot, tmp_path):
     assert text == snapshot
 
 
-def test_a_graph_text_runs_nothing_it_names():
-    with pytest.raises(engine.GraphTextError, match="outside the allowed namespaces"):
-        engine.parse_graph("def forward(x: f32[4]):\n    y = torch.os.system(x)\n"
-                           "    return (y,)\n")
+@pytest.mark.parametrize("target, refusal", [
+    ("torch.os.system", "outside the allowed namespaces"),
+    ("torch.load", "not a tensor operation"),
+    ("torch.save", "not a tensor operation"),
+    ("torch.hub.load", "not a tensor operation"),
+    ("torch.ops.load_library", "not a tensor operation"),
+    ("torch.jit.load", "not a tensor operation"),
+])
+def test_a_graph_text_runs_nothing_it_names(target, refusal):
+    with pytest.raises(engine.GraphTextError, match=refusal):
+        engine.parse_graph(f"def forward(x: f32[4]):\n    y = {target}(x)\n    return (y,)\n")
+
+
+def _dynamo_graphs(case) -> list[torch.fx.GraphModule]:
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append((gm, example_inputs))
+        return gm.forward
+
+    torch._dynamo.reset()
+    model, args = case.build()
+    torch.compile(model, backend=keep, dynamic=case.dynamic_shapes is not None)(*args)
+    return graphs
+
+
+@pytest.mark.parametrize("case", [*AUTOCAST_CASES, *GRAD_CASES, *MIXED_CASES],
+                         ids=lambda case: case.name)
+def test_a_dynamo_graph_parses_back_to_itself_and_runs_as_the_original(case):
+    torch.set_grad_enabled(case.grad_enabled)
+    try:
+        graphs = _dynamo_graphs(case)
+        assert graphs
+        for gm, inputs in graphs:
+            text = engine.dump(gm)
+            parsed = engine.parse_graph(text)
+            assert engine.dump(parsed) == text
+            with torch.no_grad():
+                expected = gm(*[_copy(value) for value in inputs])
+                got = parsed(*[_copy(value) for value in inputs])
+            torch.testing.assert_close(got, expected)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def _copy(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value

@@ -90,6 +90,8 @@ def format_target(target) -> str:
     module = getattr(target, "__module__", None) or ""
     name = getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
     module = {"_operator": "operator", "builtins": ""}.get(module, module)
+    # torch.cat and its kind live on a private class torch puts at the top as `torch.cat`.
+    name = name.removeprefix("_VariableFunctionsClass.")
     return f"{module}.{name}" if module else name
 
 
@@ -125,6 +127,8 @@ def format_type(value) -> str:
     if isinstance(value, torch.Tensor):
         dims = ", ".join(str(dim) for dim in value.shape)
         return f"{dtype_abbrs.get(value.dtype, str(value.dtype))}[{dims}]"
+    if isinstance(value, torch.SymFloat) and value.node.expr.is_number:
+        return f"Sym({float(value.node.expr)!r})"  # a constant, as Python writes it (1e-05)
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         return f"Sym({value})"
     if isinstance(value, (tuple, list)):

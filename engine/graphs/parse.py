@@ -11,8 +11,10 @@ their annotation (zeros). The signature, when present, is `module.meta["graph_si
 `ExportGraphSignature`, and `engine.dump` prints it back.
 
 Targets resolve through the allowlist rule files use (`engine.language.names`): `aten.sin.default`
-and any op namespace's ops, `higher_order.*`, `operator.*`, `math.*`, and names under `torch`; a
-graph file imports and runs nothing else. Every mistake is a `file:line:col` diagnostic with the
+and any op namespace's ops, `higher_order.*`, `operator.*`, `math.*`, torch's tensor functions and
+graph markers; besides, `getattr` of a public attribute and public tensor methods, on nodes. A
+graph file imports and runs nothing else. Calls are checked against their op's schema or their
+function's signature. Every mistake is a `file:line:col` diagnostic with the
 line and a caret, all of a file's at once (`GraphTextError`), never a traceback.
 
     gm = engine.parse_graph(text)           # or engine.load_graph("model.fxg")
@@ -35,22 +37,59 @@ import sympy
 import torch
 import torch.fx
 from lark import Lark, Token, Transformer, v_args
+from torch._ops import OpOverload, OpOverloadPacket
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.export.graph_signature import (ConstantArgument, ExportGraphSignature, InputKind,
                                           InputSpec, OutputKind, OutputSpec, SymIntArgument,
                                           TensorArgument)
+from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.fx.graph import dtype_abbrs
 from torch.utils._sympy.functions import FloorDiv
 
 from ..language.diagnostics import Diagnostic, Source, Span, render_all
 from ..language.names import ResolveError, resolve
+from ..language.schemas import check_call
 from .modules import fetch_attr
 
 DTYPES = {abbreviation: dtype for dtype, abbreviation in dtype_abbrs.items()}
 _KEYWORDS = frozenset(keyword.kwlist)
 SYMBOL_HINT = 8  # the size a symbol stands for when the parsed graph runs
 _SECTION_START = re.compile(r"^(def |signature:)", re.MULTILINE)
+
+
+def _signature_problem(function, positional: int, keywords: set[str]) -> str | None:
+    """Why a Python function (`operator.add`, `math.sqrt`) does not take this many positional
+    arguments and these keywords; None if it does, or if its signature cannot be read."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none
+        return None
+    try:
+        signature.bind(*range(positional), **dict.fromkeys(keywords))
+    except TypeError as error:
+        name = f"{function.__module__}.{function.__name__}".removeprefix("_")
+        return f"`{name}{signature}` does not take this call: {error}"
+    return None
+
+
+def _method_problem(name: str, args: tuple) -> str | None:
+    """A method call reaches only public tensor methods, on a node: `x.__class__`, or a method
+    of a function written as a literal, would lead to Python the allowlist does not name."""
+    if name.startswith("_") or not hasattr(torch.Tensor, name):
+        return f"`method {name}` is no public method of a tensor"
+    if not args or not isinstance(args[0], torch.fx.Node):
+        return f"`method {name}` is called on no node; its first argument must be one"
+    return None
+
+
+def _getattr_problem(args: tuple, kwargs: dict) -> str | None:
+    if (len(args) != 2 or kwargs or not isinstance(args[0], torch.fx.Node)
+            or not isinstance(args[1], str)):
+        return "`getattr` takes a node and an attribute name: `getattr(x, 'T')`"
+    if args[1].startswith("_"):
+        return f"`getattr(..., {args[1]!r})`: a graph reads public attributes only"
+    return None
 
 
 class GraphTextError(Exception):
@@ -317,6 +356,9 @@ class _Sections(Transformer):
     def sym_type(self, meta, children):
         return _Type("sym", tuple(children), self.span(meta))
 
+    def sym_float_type(self, meta, children):
+        return _Type("sym_float", (float(children[0]),), self.span(meta))
+
     def tuple_type(self, meta, children):
         return _Type("tuple", tuple(children), self.span(meta))
 
@@ -407,6 +449,7 @@ class _Builder:
             args = tuple(self.value(a, env) for a in call.args)
             kwargs = {k: self.value(v, env) for k, v in call.kwargs}
             target = self.target(call)
+            self.check_call(call, target, args, kwargs)
             node = graph.create_node(call.op, target, args, kwargs, name=name)
             self.spans[node] = call.span
             self.name_node(node, name, span, env)
@@ -429,6 +472,8 @@ class _Builder:
         if call.op in ("get_attr", "call_module", "call_method"):
             return call.target
         path = tuple(call.target)
+        if path == ("getattr",):  # Dynamo's `x.T`; its attribute is checked in check_call
+            return getattr
         try:
             if path[0] == "higher_order" or path[0] in _op_namespaces():
                 return resolve(("torch", "ops", *path)).value
@@ -436,6 +481,24 @@ class _Builder:
         except ResolveError as error:
             self.error(call.span, str(error))
             return _unresolved
+
+    def check_call(self, call: _Call, target, args: tuple, kwargs: dict) -> None:
+        """The call's arguments against its op's schema, or a Python function's signature, so
+        that `aten.sin.default(x, y)` is told here and not when the graph first runs; and the
+        attributes and methods a graph reaches, so that none leads out of the allowlist."""
+        problem = None
+        if call.op == "call_method":
+            problem = _method_problem(call.target, args)
+        elif call.op != "call_function" or target is _unresolved:
+            return
+        elif target is getattr:
+            problem = _getattr_problem(args, kwargs)
+        elif isinstance(target, (OpOverload, OpOverloadPacket)):
+            problem = check_call(target, len(args), False, set(kwargs))
+        else:
+            problem = _signature_problem(target, len(args), set(kwargs))
+        if problem is not None:
+            self.error(call.span, problem)
 
     def value(self, value, env: dict):
         if isinstance(value, _Ref):
@@ -489,6 +552,11 @@ class _Builder:
                 return torch.empty([self.size(s) for s in sizes], dtype=dtype)
         if annotation.kind == "sym":
             return self.size(annotation.parts[0])
+        if annotation.kind == "sym_float":
+            value = annotation.parts[0]
+            # Dynamo keeps a float it read off a tensor (`eps.item()`) as a SymFloat that is a
+            # constant; the shape environment would fold one to a float, so build it directly.
+            return torch.SymFloat(SymNode(sympy.Float(value), self.shape_env, float, value))
         if annotation.kind in ("tuple", "list"):
             items = [self.meta_value(part) for part in annotation.parts]
             return tuple(items) if annotation.kind == "tuple" else items
@@ -552,7 +620,11 @@ class _Builder:
                            "text and has no tensor annotation")
         if self.diagnostics:
             return torch.fx.GraphModule(root, torch.fx.Graph())
-        return torch.fx.GraphModule(root, graph)
+        try:
+            return torch.fx.GraphModule(root, graph)
+        except Exception as error:  # FX's codegen rejecting a call the checks above let by
+            self.error(section.span, f"FX cannot generate code for `{name}`: {error}")
+            return torch.fx.GraphModule(root, torch.fx.Graph())
 
     def signature(self, signature: _Signature, built) -> ExportGraphSignature:
         _, graph = built

@@ -8,6 +8,7 @@ by what it is, not by how it was reached (`torch.os.system` is `posix.system`, a
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import operator
@@ -105,6 +106,8 @@ def _kind(dotted: str, value: object) -> str:
     if isinstance(value, HigherOrderOperator):
         return "hop"
     if isinstance(value, (OpOverload, OpOverloadPacket)):
+        if op_key(value).__name__ in _READS_FILES:
+            raise ResolveError(f"`{dotted}` reads a file; a rule or graph file may not name it")
         return "op"
     if isinstance(value, CONSTANT_TYPES):
         return "constant"
@@ -112,11 +115,52 @@ def _kind(dotted: str, value: object) -> str:
         raise ResolveError(f"`{dotted}` is a module; name a callable or a constant in it")
     if callable(value) and not isinstance(value, type):
         home = getattr(value, "__module__", None) or ""
-        if _allowed_module(home):
-            return "function"
-        raise ResolveError(f"`{dotted}` is `{home}.{getattr(value, '__name__', '?')}`, "
-                         "outside the allowed namespaces")
+        if not _allowed_module(home):
+            raise ResolveError(f"`{dotted}` is `{home}.{getattr(value, '__name__', '?')}`, "
+                               "outside the allowed namespaces")
+        if home.split(".")[0] == "torch" and not _computes(value):
+            raise ResolveError(
+                f"`{dotted}` is not a tensor operation nor a graph marker, the only functions "
+                "a rule or graph file may name")
+        return "function"
     raise ResolveError(f"`{dotted}` is a {type(value).__name__}, not a callable or a constant")
+
+
+# The torch functions a captured graph calls that are not computations on tensors: the markers
+# of grad mode and autocast, and the checks and symbolic-size helpers torch.export emits.
+GRAPH_FUNCTIONS = frozenset({
+    torch._C._set_grad_enabled, torch.amp.autocast_mode._enter_autocast,
+    torch.amp.autocast_mode._exit_autocast, torch._check, torch._check_is_size, torch._assert,
+    torch._assert_async, torch._sym_sqrt, torch.sym_not, torch.sym_float, torch.sym_int,
+    torch.sym_max, torch.sym_min, torch.sym_ite, torch.sym_sum,
+})
+
+
+def _computes(function: object) -> bool:
+    """Whether a torch function is one a graph may call: a tensor function (what
+    `__torch_function__` can override: torch.sin, torch.nn.functional.relu), one of ATen's
+    bindings (torch.ones, torch.tensor, torch._C._nn.linear), or a graph marker. torch.load,
+    torch.hub.load, torch.ops.load_library, torch.compile, torch.manual_seed are none of these:
+    resolving them is refused, so no rule or graph text can run them."""
+    try:
+        return function in GRAPH_FUNCTIONS or function in _tensor_functions()
+    except TypeError:  # unhashable
+        return False
+
+
+# ATen's bindings that read files; the ops behind them are refused too (`_op_refusal`).
+_READS_FILES = ("from_file",)
+
+
+@functools.cache
+def _tensor_functions() -> frozenset:
+    overridable = torch.overrides.get_overridable_functions()
+    functions = {function for functions in overridable.values() for function in functions}
+    for binding in (torch._C._VariableFunctions, torch._C._nn, torch._C._fft, torch._C._linalg,
+                    torch._C._special, torch._C._nested, torch._C._sparse):
+        functions.update(getattr(binding, name) for name in dir(binding)
+                         if not name.startswith("__") and name not in _READS_FILES)
+    return frozenset(functions)
 
 
 def _allowed_module(name: str) -> bool:
