@@ -149,3 +149,37 @@ def test_the_readme_excerpt_is_in_the_fixture_it_names():
     readme = (REPO / "README.md").read_text()
     excerpt = readme.split("From `tests/rules/algebra/times_one.fxt`:\n\n```\n")[1].split("```")[0]
     assert excerpt in (FIXTURES / "algebra" / "times_one.fxt").read_text()
+
+
+def test_comments_after_a_section_are_the_reader_s_and_update_keeps_them(tmp_path):
+    fixture = tmp_path / "notes.fxt"
+    fixture.write_text("""\
+# --- case: x * 1 is x
+def forward(x: f32[4]):
+    mul: f32[4] = aten.mul.Tensor(x, 1)
+    return (mul,)
+# the input: one multiplication
+# --- expect: unchanged
+# wrong on purpose: --update fixes it
+# --- report
+times_one at mul
+# the next case is about literals
+""")
+    result = engine_test("rules/algebra.rw", str(fixture))
+    assert result.returncode == 1
+    assert "another report" not in result.stdout  # the comment is no report line
+    assert engine_test("rules/algebra.rw", str(fixture), "--update").returncode == 0
+    assert fixture.read_text() == """\
+# --- case: x * 1 is x
+def forward(x: f32[4]):
+    mul: f32[4] = aten.mul.Tensor(x, 1)
+    return (mul,)
+# the input: one multiplication
+# --- expect
+def forward(x: f32[4]):
+    return (x,)
+# wrong on purpose: --update fixes it
+# --- report
+times_one at mul
+# the next case is about literals
+"""

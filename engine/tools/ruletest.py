@@ -28,6 +28,8 @@ run on random inputs. A case passes when the result is alpha-equivalent to the e
 (node names need not match), the report (if given) is the same, and, unless `no run`, the input
 and the result compute the same values, dtypes and shapes on random inputs made from the
 annotations (three seeds; integers in [0, 4), booleans; symbolic sizes at their hint).
+Comment lines that end a section are the reader's: no part of a graph, error or report, and
+`update` keeps them where they were.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Case:
     error: str | None = None  # the GraphError expected, for `expect: error`
     report: list[str] | None = None
     run: bool = True
+    # Comment lines after a section (`case`, `expect`, `report`, `no run`), kept by --update.
+    comments: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,15 +96,19 @@ def read_fixture(path: Path) -> Fixture:
     fixture = Fixture(path, text[:marks[0].start()] if marks else text)
     for index, mark in enumerate(marks):
         body = text[mark.end():marks[index + 1].start() if index + 1 < len(marks) else len(text)]
-        body = body.strip("\n")
+        body, comments = _split_comments(body)
         directive = mark.group(1)
         line = text.count("\n", 0, mark.start()) + 1
+        section = directive.split(":")[0]
         if directive.startswith("case: "):
             fixture.cases.append(Case(directive[6:].strip(), line, body + "\n"))
-            continue
-        if not fixture.cases:
+        elif not fixture.cases:
             raise FixtureError(f"{path}:{line}: `# --- {directive}` before any `# --- case:`")
         case = fixture.cases[-1]
+        if comments:
+            case.comments[section] = comments
+        if section == "case":
+            continue
         if directive == "expect":
             case.expect = body + "\n"
         elif directive == "expect: unchanged":
@@ -112,6 +120,17 @@ def read_fixture(path: Path) -> Fixture:
         else:  # no run
             case.run = False
     return fixture
+
+
+def _split_comments(body: str) -> tuple[str, str]:
+    """A section's body, and the comment lines that end it: those belong to the reader (a note
+    on the next case, say), not to the graph, error or report above them."""
+    lines = body.strip("\n").splitlines()
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    comments = "\n".join(lines[end:]).strip("\n")
+    return "\n".join(lines[:end]), comments
 
 
 def run_case(rules, fixture: Path, case: Case) -> Outcome:
@@ -225,19 +244,27 @@ def write_fixture(fixture: Fixture, outcomes: dict[int, Outcome]) -> None:
     parts = [fixture.preamble.rstrip("\n") + "\n\n" if fixture.preamble.strip() else ""]
     for index, case in enumerate(fixture.cases):
         outcome = outcomes[index]
-        parts.append(f"# --- case: {case.title}\n{case.source.rstrip()}\n")
+        comments = dict(case.comments)
+
+        def section(name: str, text: str) -> None:
+            parts.append(text)
+            if name in comments:
+                parts.append(comments.pop(name) + "\n")
+
+        section("case", f"# --- case: {case.title}\n{case.source.rstrip()}\n")
         if outcome.actual_error is not None:
-            parts.append(f"# --- expect: error\n{outcome.actual_error.rstrip()}\n")
+            section("expect", f"# --- expect: error\n{outcome.actual_error.rstrip()}\n")
         elif outcome.actual is None:
-            parts.append("# --- expect: unchanged\n")  # the input did not parse: left as is
+            section("expect", "# --- expect: unchanged\n")  # the input did not parse: as is
         elif dump(parse_graph(case.source)) == outcome.actual:
-            parts.append("# --- expect: unchanged\n")
+            section("expect", "# --- expect: unchanged\n")
         else:
-            parts.append(f"# --- expect\n{outcome.actual.rstrip()}\n")
+            section("expect", f"# --- expect\n{outcome.actual.rstrip()}\n")
         if outcome.actual_report:
-            parts.append("# --- report\n" + "\n".join(outcome.actual_report) + "\n")
+            section("report", "# --- report\n" + "\n".join(outcome.actual_report) + "\n")
         if not case.run:
-            parts.append("# --- no run\n")
+            section("no run", "# --- no run\n")
+        parts += [text + "\n" for text in comments.values()]  # after a section now gone
         parts.append("\n")
     fixture.path.write_text("".join(parts).rstrip("\n") + "\n")
 
