@@ -325,6 +325,24 @@ Action = Union[Outline, Inline, Keep, Erase, Replace]
 
 
 @dataclass(frozen=True)
+class Promise:
+    """One item of a `verify` clause: `refines`, or `dtypes(float32, float16)`."""
+
+    span: Span
+    name: str
+    name_span: Span
+    args: tuple[Expr, ...] | None  # None: written without parentheses
+
+
+@dataclass(frozen=True)
+class Verify:
+    """`verify promise, promise...`: what `engine verify` holds a rule to."""
+
+    span: Span
+    promises: tuple[Promise, ...]
+
+
+@dataclass(frozen=True)
 class Rule:
     span: Span
     name: str
@@ -332,6 +350,7 @@ class Rule:
     pattern: Pattern
     guards: tuple[Condition, ...]  # all must hold
     action: Action
+    verify: Verify | None = None
 
 
 @dataclass(frozen=True)

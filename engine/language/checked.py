@@ -402,12 +402,33 @@ Action = Union[Outline, Inline, Keep, Erase, Replace]
 
 
 @dataclass(frozen=True)
+class Promises:
+    """What `engine verify` holds a DAG rule to, from its `verify` clause: the dtypes it is
+    meant for (None: all that verify draws), the tolerance of float comparisons (None:
+    torch.testing's for each dtype), and what it allows itself: being more defined than its
+    pattern, finite where the pattern gives nan or inf (`refines`); returning an input, or a view
+    of one, where the pattern made a new tensor (`aliases`: right in functional graphs only);
+    giving -0.0 for 0.0 or the other way round (`unsigned_zeros`); and what it assumes of its
+    inputs: no nan or inf in them (`finite`, as fast-math's `nnan ninf`)."""
+
+    dtypes: tuple | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    refines: bool = False
+    aliases: bool = False
+    unsigned_zeros: bool = False
+    finite: bool = False
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     span: Span
     pattern: RegionPattern | DagPattern
     guards: tuple[Condition, ...]  # all must hold
     action: Action
+    promises: Promises = Promises()
 
     @property
     def is_dag(self) -> bool:

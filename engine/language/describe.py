@@ -15,7 +15,24 @@ def describe_rule(rule: checked.Rule) -> str:
     if rule.guards:
         lines.append("    where " + " and ".join(describe_condition(g, "and") for g in rule.guards))
     lines.append("    " + _action(rule))
+    if rule.promises.span is not None:
+        lines.append("    verify " + describe_promises(rule.promises))
     return "\n".join(lines)
+
+
+def describe_promises(promises: checked.Promises) -> str:
+    """A `verify` clause as written, dtypes by torch's names."""
+    parts = []
+    if promises.dtypes:
+        parts.append(f"dtypes({', '.join(str(d).removeprefix('torch.') for d in promises.dtypes)})")
+    tolerance = [f"{name}={value:g}" for name, value in (("rtol", promises.rtol),
+                                                          ("atol", promises.atol))
+                 if value is not None]
+    if tolerance:
+        parts.append(f"tolerance({', '.join(tolerance)})")
+    parts += [flag for flag in ("refines", "aliases", "unsigned_zeros", "finite")
+              if getattr(promises, flag)]
+    return ", ".join(parts)
 
 
 def _pattern(pattern) -> str:

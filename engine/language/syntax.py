@@ -176,10 +176,23 @@ class _ToAst(Transformer):
         return tuple(str(name) for name in names), self.span(meta)
 
     def rule(self, meta, children):
+        verify = children.pop() if isinstance(children[-1], ast.Verify) else None
         name, pattern, *guards, action = children
         guards = tuple(guards[0]) if guards else ()
         return ast.Rule(self.span(meta), str(name), _span(self.source, name), pattern, guards,
-                        action)
+                        action, verify)
+
+    def verify(self, meta, promises):
+        return ast.Verify(self.span(meta), tuple(promises))
+
+    def promise(self, meta, children):
+        return ast.Promise(self.span(meta), str(children[0]), _span(self.source, children[0]),
+                           None)
+
+    def promise_call(self, meta, children):
+        name, *args = children
+        return ast.Promise(self.span(meta), str(name), _span(self.source, name),
+                           tuple(arg for arg in args if arg is not None))
 
     def match(self, meta, children):
         return children[0]

@@ -11,6 +11,7 @@ loaded together. It keeps going after an error, so that a file's mistakes are re
     patterns.py   regions and DAG patterns
     conditions.py `where` clauses and the values they read
     actions.py    actions and templates
+    promises.py   `verify` clauses: what `engine verify` holds a rule to
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..symbols import Symbol, SymbolIndex
 from .actions import ActionChecker
 from .conditions import ConditionChecker
 from .patterns import PatternChecker
+from .promises import check_promises
 from ..suggest import did_you_mean
 from .scope import Reporter, Scope, Variables, define_rule
 
@@ -61,6 +63,7 @@ def check_rule(reporter: Reporter, scope: Scope, rule: ast.Rule) -> checked.Rule
     conditions = ConditionChecker(reporter, scope, variables)
     guards = tuple(conditions.condition(guard) for guard in rule.guards)
     action = ActionChecker(reporter, scope, variables).action(rule.action, pattern)
+    promises = check_promises(reporter, rule.verify, isinstance(rule.pattern, ast.Dag))
     if len(reporter.diagnostics) > before:
         return None
-    return checked.Rule(rule.name, rule.span, pattern, guards, action)
+    return checked.Rule(rule.name, rule.span, pattern, guards, action, promises)
