@@ -104,7 +104,7 @@ def forward(x: f32[4]):
 """)
     result = engine_test(str(rules), str(fixture))
     assert result.returncode == 1
-    assert "with seed 0, the output[0] differs" in result.stdout
+    assert "with seed 0, the value differs: at [0] the input graph gives" in result.stdout
     fixture.write_text(fixture.read_text() + "# --- no run\n")
     assert engine_test(str(rules), str(fixture)).returncode == 0
 

@@ -1,5 +1,5 @@
-"""The command line: `engine apply`, `engine explain`, `engine test`, `engine check`,
-`engine dump`.
+"""The command line: `engine apply`, `engine explain`, `engine test`, `engine verify`,
+`engine check`, `engine dump`.
 
 Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
 stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
@@ -7,6 +7,7 @@ stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
     engine apply RULES... MODEL [-o OUT.pt2] [--diff] [--explain]
     engine explain RULES... MODEL [--rule NAME] [--node NAME] [--all] [--json]
     engine test RULES... FIXTURES... [--update]
+    engine verify RULES... [MODEL...] [--examples N] [--seed S]
     engine check RULES... [--verbose]
     engine dump MODEL
 
@@ -103,6 +104,23 @@ def _parser() -> argparse.ArgumentParser:
                       help="write what the rules now do into the fixtures")
     test.set_defaults(run=_test)
 
+    verify = commands.add_parser(
+        "verify", help="check that each rule computes what it replaces",
+        usage="engine verify [-h] [--examples N] [--seed S] RULES... [MODEL...]",
+        description="Run each DAG rule's pattern and replacement on drawn inputs (hypothesis; "
+                    "counterexamples shrunk), and on every match in the models; run each "
+                    "model's program before and after the rules. Print each finding with a "
+                    "counterexample and, for each rule, what it was checked on. Exit 1 on any "
+                    "finding.")
+    verify.add_argument("paths", nargs="+", metavar="RULES... [MODEL...]",
+                        help="rule files (.rw), then models: FILE.py:NAME, FILE.pt2, FILE.fxg")
+    verify.add_argument("--examples", type=int, default=200, metavar="N",
+                        help="instances to draw for each DAG rule (default 200)")
+    verify.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="the seed of the draws (default 0)")
+    verify.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    verify.set_defaults(run=_verify)
+
     check = commands.add_parser(
         "check", help="check rule files and print their diagnostics",
         description="Parse and check rule files; print every diagnostic; exit 1 on any error.")
@@ -192,6 +210,24 @@ def _test(options) -> int:
         return FAILURE
     print(text)
     return 0 if options.update or all(o.passed for o in outcomes) else FAILURE
+
+
+def _verify(options) -> int:
+    import engine
+    from engine.tools.verify import verify
+
+    rule_paths = [p for p in options.paths if p.endswith(".rw")]
+    model_paths = [p for p in options.paths if not p.endswith(".rw")]
+    if not rule_paths:
+        raise UsageError("expected rule files (.rw), then models (FILE.py:NAME, FILE.pt2, "
+                         "FILE.fxg)")
+    if options.examples < 1:
+        raise UsageError("--examples takes a number of instances, 1 or more")
+    rules = engine.load_rules(*_existing(rule_paths))
+    models = [(path, _capture(path)) for path in model_paths]
+    result = verify(rules, models, options.examples, options.seed)
+    print(result.render())
+    return 0 if result.sound else FAILURE
 
 
 def _check(options) -> int:

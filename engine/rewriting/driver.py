@@ -29,6 +29,7 @@ import itertools
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.fx
@@ -166,17 +167,31 @@ class RuleSet:
         with _collector_paused():
             return explain(self, gm, rule, node, all_nodes)
 
-    def rewrite(self, gm: torch.fx.GraphModule,
-                graph_signature: ExportGraphSignature | None = None) -> Rewrite:
-        with _collector_paused():
-            return self._rewrite(gm, graph_signature)
+    def verify(self, models=(), examples: int = 200, seed: int = 0) -> list:
+        """Whether each rule computes what it replaces (`engine verify`): the findings, a list
+        of `engine.tools.verify.Finding`s, empty when none. `models`: ExportedPrograms or
+        GraphModules, or (label, model) pairs, to check every match on and to run before and
+        after; DAG rules are checked on `examples` drawn instances each as well."""
+        from ..tools.verify import verify  # a tool beside the pipeline, read when asked
 
-    def _rewrite(self, gm, graph_signature) -> Rewrite:
+        labelled = [model if isinstance(model, tuple) else (f"model {index}", model)
+                    for index, model in enumerate(models)]
+        return verify(self, labelled, examples, seed).findings
+
+    def rewrite(self, gm: torch.fx.GraphModule,
+                graph_signature: ExportGraphSignature | None = None,
+                observe: Callable | None = None) -> Rewrite:
+        """`observe(module, decisions)`, if given, sees each DAG pass's decisions and the graph
+        they were taken on (what `engine verify` cuts matches out of)."""
+        with _collector_paused():
+            return self._rewrite(gm, graph_signature, observe)
+
+    def _rewrite(self, gm, graph_signature, observe=None) -> Rewrite:
         regions = self.apply_regions(gm)
         module, report = regions.module, regions.report
         if self.dags:
             module = self._rewrite_dags(module, "", report, regions.context, {}, Evaluator(),
-                                        regions.contexts)
+                                        regions.contexts, observe)
         signature = graph_signature
         if graph_signature is not None and module is not gm:
             signature = _follow_outputs(graph_signature, module)
@@ -242,7 +257,8 @@ class RuleSet:
 
     # --- DAG rules -------------------------------------------------------------------------------
     def _rewrite_dags(self, module, path: str, report: Report, context: Context,
-                      done: dict[int, torch.nn.Module], evaluator: Evaluator, contexts: dict):
+                      done: dict[int, torch.nn.Module], evaluator: Evaluator, contexts: dict,
+                      observe: Callable | None = None):
         """`module` with the DAG rules applied to it and the graphs it holds, to a fixpoint.
         A submodule a region was outlined into is in that region's context; any other nested
         graph (a `cond` branch) in its parent's."""
@@ -251,7 +267,8 @@ class RuleSet:
         replaced = {}
         for target, child in held_graphs(module):
             new = self._rewrite_dags(child, f"{path}.{target}" if path else target, report,
-                                     contexts.get(id(child), context), done, evaluator, contexts)
+                                     contexts.get(id(child), context), done, evaluator, contexts,
+                                     observe)
             if new is not child:
                 replaced[id(child)] = new
         current = module
@@ -263,6 +280,8 @@ class RuleSet:
                 break
             if passes > self.max_passes:
                 raise GraphError([_still_firing(decided.decisions, self.max_passes, path)])
+            if observe is not None:
+                observe(current, decided.decisions)
             for decision in decided.decisions:
                 root = decision.roots[0]
                 report.matches.append(Match(decision.rule.name, path, root.name,

@@ -31,27 +31,29 @@ def rewrite_graph(module: torch.fx.GraphModule, decisions: list[DagDecision],
         if node in gone or node.op == "get_attr":
             continue
         if node in replacements:
-            builder.env[node] = _build(replacements[node], builder, built)
+            builder.env[node] = build_planned(replacements[node], builder, built)
         else:
             builder.copy(node)
     return builder.to_module(template=module)
 
 
-def _build(value, builder: GraphBuilder, built: dict[int, torch.fx.Node]):
-    """A planned value in the new graph: old nodes mapped to theirs, planned nodes made once."""
+def build_planned(value, builder: GraphBuilder, built: dict[int, torch.fx.Node]):
+    """A planned value in the new graph: old nodes mapped to theirs, planned nodes made once.
+    (`builder`: what has `.value(old node)` and `.graph`; `engine.tools.extract` passes its own.)"""
     if isinstance(value, torch.fx.Node):
         return builder.value(value)
     if isinstance(value, Planned):
         node = built.get(id(value))
         if node is None:
-            args = tuple(_build(arg, builder, built) for arg in value.args)
-            kwargs = {name: _build(arg, builder, built) for name, arg in value.kwargs.items()}
+            args = tuple(build_planned(arg, builder, built) for arg in value.args)
+            kwargs = {name: build_planned(arg, builder, built)
+                      for name, arg in value.kwargs.items()}
             node = builder.graph.create_node(value.op, value.target, args, kwargs)
             node.meta.update(value.meta)
             built[id(value)] = node
         return node
     if isinstance(value, (list, tuple)):
-        return type(value)(_build(item, builder, built) for item in value)
+        return type(value)(build_planned(item, builder, built) for item in value)
     if isinstance(value, dict):
-        return {key: _build(item, builder, built) for key, item in value.items()}
+        return {key: build_planned(item, builder, built) for key, item in value.items()}
     return value

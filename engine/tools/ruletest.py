@@ -44,8 +44,9 @@ import torch
 from ..graphs.dump import dump
 from ..graphs.equivalence import alpha_difference
 from ..graphs.errors import GraphError
-from ..graphs.parse import GraphTextError, SYMBOL_HINT, parse_graph
+from ..graphs.parse import GraphTextError, parse_graph
 from ..graphs.values import recorded
+from .compare import Allowance, Comparison, Rejected, compare_graphs, random_like
 
 _DIRECTIVE = re.compile(r"^# --- (case: .*|expect(: unchanged|: error)?|report|no run)\s*$",
                         re.MULTILINE)
@@ -182,60 +183,26 @@ def _diff(expected: str, actual: str) -> str:
 
 
 # --- running both sides --------------------------------------------------------------------------
+# A fixture checks values: the result may be an input itself where the input graph made a copy
+# (a rule for functional graphs), and random normal inputs never meet -0.0.
+_FIXTURE_ALLOWANCE = Allowance(aliases=True, unsigned_zeros=True)
+
+
 def _same_values(before: torch.fx.GraphModule, after: torch.fx.GraphModule) -> str | None:
     placeholders = [n for n in before.graph.nodes if n.op == "placeholder"]
+    seen = Comparison(sides=("the input graph", "the result"))
     for seed in SEEDS:
         generator = torch.Generator().manual_seed(seed)
-        inputs = [_random(recorded(node, None), generator) for node in placeholders]
+        inputs = [random_like(recorded(node, None), generator) for node in placeholders]
         try:
-            with torch.no_grad():
-                expected = before(*[_copy(v) for v in inputs])
-                actual = after(*[_copy(v) for v in inputs])
-        except Exception as error:  # a graph that cannot run: say so, do not crash
-            return f"the graphs do not run on random inputs ({type(error).__name__}: {error}); " \
-                   "mark the case `# --- no run` if they cannot"
-        problem = _compare(expected, actual, "the output")
-        if problem is not None:
-            return f"with seed {seed}, {problem}"
+            difference = compare_graphs(before, after, inputs, _FIXTURE_ALLOWANCE, seen,
+                                        [node.name for node in placeholders])
+        except Rejected as error:
+            return f"the graphs do not run on random inputs ({error}); mark the case " \
+                   "`# --- no run` if they cannot"
+        if difference is not None:
+            return f"with seed {seed}, {difference.message}"
     return None
-
-
-def _random(value, generator):
-    if not isinstance(value, torch.Tensor):
-        return value
-    shape = [d if isinstance(d, int) else SYMBOL_HINT for d in value.shape]
-    if value.dtype == torch.bool:
-        return torch.rand(shape, generator=generator) > 0.5
-    if value.dtype.is_floating_point or value.dtype.is_complex:
-        return torch.randn(shape, generator=generator).to(value.dtype)
-    return torch.randint(0, 4, shape, generator=generator, dtype=value.dtype)
-
-
-def _copy(value):
-    return value.clone() if isinstance(value, torch.Tensor) else value
-
-
-def _compare(expected, actual, what: str) -> str | None:
-    if isinstance(expected, (list, tuple)):
-        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
-            return f"{what} has another structure"
-        for index, (e, a) in enumerate(zip(expected, actual)):
-            problem = _compare(e, a, f"{what}[{index}]")
-            if problem is not None:
-                return problem
-        return None
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(actual, torch.Tensor):
-            return f"{what} is no tensor after the rules"
-        if expected.dtype != actual.dtype or expected.shape != actual.shape:
-            return (f"{what} is {actual.dtype} {list(actual.shape)} after the rules, "
-                    f"{expected.dtype} {list(expected.shape)} before")
-        try:
-            torch.testing.assert_close(actual, expected, equal_nan=True)
-        except AssertionError as error:
-            return f"{what} differs: {str(error).splitlines()[0]}"
-        return None
-    return None if expected == actual else f"{what} is {actual!r}, not {expected!r}"
 
 
 # --- updating fixtures ---------------------------------------------------------------------------

@@ -1,0 +1,344 @@
+"""DAG patterns -> instances: small graphs a pattern matches, and their inputs, drawn by
+hypothesis.
+
+Input: a checked DAG rule and the dtypes to draw tensors of. Output: a hypothesis strategy of
+`Instance`s: the pattern written out as a graph (a node for each call, a placeholder for each
+tensor a variable or `_` stands for, literals for numbers and lists), its roots, and a value for
+each placeholder. Hypothesis draws every choice, so that it can shrink a counterexample to the
+simplest one that still fails:
+- which option of each `|`, which form of each call (overload; for `commutative`, the order);
+- each tensor's dtype (from the rule's `dtypes`, else float32, float16, bfloat16, float64, int64,
+  int32, bool), its shape (one base shape of rank 0 to 4 and sizes 0 to 3, each tensor the base
+  or a shape broadcastable to it) and its values (floats include 0, -0.0, negatives, huge, inf
+  and nan, the last two not if the rule promises `finite`; integers their extremes);
+- each number, by what the op's schema takes there: small ints for `int` (dims), any float for
+  `float`, either for `Scalar`, a dtype for `ScalarType`, None or a value for an optional.
+Arguments the pattern leaves to their defaults are left out. `$f(...)` (any op) cannot be
+written out: such a rule is verified on models only (`Unsynthesizable`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+from hypothesis import strategies as st
+from torch._ops import OpOverload, OpOverloadPacket
+from torch.fx.graph import dtype_abbrs
+
+from ..language import checked
+
+DEFAULT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+                  torch.int32, torch.bool)
+MAX_ELEMENTS = 24  # a tensor's elements: enough for every broadcast, few enough to shrink fast
+SHOWN_ELEMENTS = 8  # a larger tensor in a counterexample shows its first elements only
+
+
+class Unsynthesizable(Exception):
+    """A pattern that cannot be written out as a graph; the message says why."""
+
+
+@dataclass
+class Instance:
+    module: torch.fx.GraphModule  # the pattern written out; no `meta["val"]` yet
+    roots: tuple[torch.fx.Node, ...]
+    values: dict[torch.fx.Node, object]  # each placeholder's input
+    names: dict[torch.fx.Node, str]  # each placeholder as the rule writes it: `$x`, `_`
+
+    def describe_inputs(self) -> list[str]:
+        return [f"{self.names[node]} = {describe_value(self.values[node])}"
+                for node in self.values]
+
+
+def check_synthesizable(rule: checked.Rule) -> None:
+    for _, root in rule.pattern.roots:
+        _check_pattern(root)
+
+
+def _check_pattern(pattern) -> None:
+    if isinstance(pattern, checked.NodePattern) and pattern.target_var is not None:
+        raise Unsynthesizable("`$f(...)` matches any op, which no graph written out covers: "
+                              "verify it on models")
+    for part in checked.inner_patterns(pattern):
+        _check_pattern(part)
+
+
+def instances(rule: checked.Rule):
+    """A strategy of the rule's pattern written out with drawn inputs, of the dtypes its
+    promises name (else `DEFAULT_DTYPES`), finite if it assumes so."""
+    check_synthesizable(rule)
+    dtypes = tuple(rule.promises.dtypes or DEFAULT_DTYPES)
+    finite = rule.promises.finite
+
+    @st.composite
+    def instance(draw) -> Instance:
+        return _Writer(draw, dtypes, finite).write(rule.pattern)
+
+    return instance()
+
+
+# --- the types of arguments, as the schema gives them --------------------------------------------
+def _type_of(argument) -> str:
+    """An argument's type as text: "Tensor", "Optional[List[int]]", "ScalarType"..."""
+    return str(argument.real_type)
+
+
+def _strip(text: str, wrapper: str) -> str | None:
+    prefix = f"{wrapper}["
+    return text[len(prefix):-1] if text.startswith(prefix) and text.endswith("]") else None
+
+
+class _Writer:
+    """One instance: walks the pattern, drawing each choice, building the graph."""
+
+    def __init__(self, draw, dtypes: tuple[torch.dtype, ...], finite: bool):
+        self.draw = draw
+        self.dtypes = dtypes
+        self.finite = finite
+        self.graph = torch.fx.Graph()
+        self.values: dict[torch.fx.Node, object] = {}
+        self.names: dict[torch.fx.Node, str] = {}
+        self.bound: dict[str, object] = {}
+        self.base = draw(_base_shapes())
+        self.last_placeholder: torch.fx.Node | None = None
+
+    def write(self, pattern: checked.DagPattern) -> Instance:
+        roots = []
+        for name, root in pattern.roots:
+            value = self.pattern(root, None)
+            if name is not None:
+                self.bound[name] = value
+            roots.append(value)
+        if not all(isinstance(root, torch.fx.Node) for root in roots):
+            raise Unsynthesizable("a root of the pattern is no call")
+        self.graph.output(tuple(roots))
+        module = torch.fx.GraphModule(torch.nn.Module(), self.graph)
+        return Instance(module, tuple(roots), self.values, self.names)
+
+    # --- patterns ----------------------------------------------------------------------------
+    def pattern(self, pattern, type_text: str | None):
+        if isinstance(pattern, checked.NodePattern):
+            return self.call(pattern)
+        if isinstance(pattern, checked.BindNode):
+            value = self.bound[pattern.name] = self.pattern(pattern.pattern, type_text)
+            return value
+        if isinstance(pattern, checked.Bind):
+            value = self.bound[pattern.name] = self.fresh(type_text, f"${pattern.name}")
+            return value
+        if isinstance(pattern, checked.Same):
+            return self.bound[pattern.name]
+        if isinstance(pattern, checked.Anything):
+            return self.fresh(type_text, "_")
+        if isinstance(pattern, checked.Equals):
+            return pattern.value
+        if isinstance(pattern, checked.OneOf):
+            option = self.draw(st.integers(0, len(pattern.options) - 1))
+            return self.pattern(pattern.options[option], type_text)
+        if isinstance(pattern, checked.ListPattern):
+            inner = _strip(type_text or "", "List") or _strip(type_text or "", "Optional")
+            items = [self.pattern(item, inner) for item in pattern.items]
+            return items + list(self.rest(pattern.rest))
+        raise Unsynthesizable(f"cannot write out {type(pattern).__name__}")
+
+    def rest(self, rest) -> tuple:
+        """What a `*` pattern stands for in an instance: nothing more (`*$r` binds `()`), or
+        for a repeated `*$r`, what it bound."""
+        if isinstance(rest, checked.BindRest):
+            self.bound[rest.name] = ()
+        if isinstance(rest, checked.SameRest):
+            return tuple(self.bound[rest.name])
+        return ()
+
+    def call(self, pattern: checked.NodePattern) -> torch.fx.Node:
+        if pattern.forms:
+            form = self.draw(st.sampled_from(pattern.forms))
+            target, args, kwargs = form.overload, *self.schema_call(form)
+        elif isinstance(pattern.target, (OpOverload, OpOverloadPacket)):
+            target, args, kwargs = self.call_with_rest(pattern)
+        else:
+            types = ["Tensor" if pattern.op == "call_method" and index == 0 else None
+                     for index in range(len(pattern.args))]
+            target = pattern.target
+            args = [self.pattern(arg, t) for arg, t in zip(pattern.args, types)]
+            args += list(self.rest(pattern.rest))
+            kwargs = {name: self.pattern(arg, None) for name, arg in pattern.kwargs}
+        if isinstance(pattern.more_kwargs, checked.BindRest):
+            self.bound[pattern.more_kwargs.name] = {}
+        return self.graph.create_node(pattern.op, target, tuple(args), kwargs)
+
+    def schema_call(self, form: checked.SchemaForm) -> tuple[list, dict]:
+        """The arguments of a call read by schema: each the pattern names, drawn in the order
+        the pattern writes them; positional while no earlier one is left out, then keywords."""
+        arguments = {argument.name: argument for argument in form.overload._schema.arguments}
+        given = {}
+        for schema_arg in form.args:
+            if schema_arg.pattern is not None:
+                argument = arguments[schema_arg.param.name]
+                given[argument.name] = self.pattern(schema_arg.pattern, _type_of(argument))
+        return self.arrange(form.overload, given)
+
+    def call_with_rest(self, pattern: checked.NodePattern) -> tuple[object, list, dict]:
+        """A call of an op with `*_` or `*$r`: an overload taking the named arguments, its other
+        required arguments drawn."""
+        overloads = ([pattern.target] if isinstance(pattern.target, OpOverload) else
+                     [getattr(pattern.target, name) for name in pattern.target.overloads()])
+        fitting = [o for o in overloads if len(pattern.args) <= len(
+            [a for a in o._schema.arguments if not a.kwarg_only])]
+        if not fitting:
+            raise Unsynthesizable(f"no overload of `{pattern.target}` takes this call")
+        overload = self.draw(st.sampled_from(fitting))
+        arguments = overload._schema.arguments
+        positional = [a for a in arguments if not a.kwarg_only]
+        given = {argument.name: self.pattern(arg, _type_of(argument))
+                 for argument, arg in zip(positional, pattern.args)}
+        named = dict(pattern.kwargs)
+        extra = []
+        for argument in arguments:
+            if argument.name in given:
+                continue
+            if argument.name in named:
+                given[argument.name] = self.pattern(named[argument.name], _type_of(argument))
+            elif not argument.has_default_value():
+                given[argument.name] = self.fresh(_type_of(argument), "_")
+                extra.append(given[argument.name])
+        if isinstance(pattern.rest, checked.BindRest):
+            self.bound[pattern.rest.name] = tuple(extra)
+        return (overload, *self.arrange(overload, given))
+
+    @staticmethod
+    def arrange(overload: OpOverload, given: dict) -> tuple[list, dict]:
+        args, kwargs = [], {}
+        for argument in overload._schema.arguments:
+            if argument.name not in given:
+                continue
+            if not argument.kwarg_only and len(args) == _position(overload, argument.name):
+                args.append(given[argument.name])
+            else:
+                kwargs[argument.name] = given[argument.name]
+        return args, kwargs
+
+    # --- values --------------------------------------------------------------------------------
+    def fresh(self, type_text: str | None, name: str):
+        """A value a variable or `_` stands for, of the type the schema gives there."""
+        if type_text is None:  # no schema: a function or method; a tensor or a number
+            return self.fresh(self.draw(st.sampled_from(["Tensor", "Scalar"])), name)
+        inner = _strip(type_text, "Optional")
+        if inner is not None:
+            return None if self.draw(st.booleans()) else self.fresh(inner, name)
+        inner = _strip(type_text, "List")
+        if inner is not None:
+            count = self.draw(st.integers(1 if inner == "Tensor" else 0, 3))
+            return [self.fresh(inner, name) for _ in range(count)]
+        if type_text == "Tensor":
+            return self.tensor(name)
+        return self.draw(_scalars(type_text, self.dtypes, self.finite))
+
+    def tensor(self, name: str) -> torch.fx.Node:
+        dtype = self.draw(st.sampled_from(self.dtypes))
+        shape = self.draw(_broadcastable(self.base))
+        # Placeholders go first, in the order drawn, before the calls that use them.
+        if self.last_placeholder is None:
+            where = self.graph.inserting_before(next(iter(self.graph.nodes), None))
+        else:
+            where = self.graph.inserting_after(self.last_placeholder)
+        with where:
+            node = self.graph.placeholder(name.lstrip("$") or "_")
+        self.last_placeholder = node
+        self.values[node] = self.draw(_tensors(dtype, shape, self.finite))
+        self.names[node] = name
+        return node
+
+
+def _position(overload: OpOverload, name: str) -> int:
+    positional = [a.name for a in overload._schema.arguments if not a.kwarg_only]
+    return positional.index(name) if name in positional else -1
+
+
+# --- strategies ----------------------------------------------------------------------------------
+def _base_shapes():
+    """Ranks 0 to 4, sizes 0 to 3, at most MAX_ELEMENTS elements; shrinks towards `[]`."""
+    def fits(shape: list[int]) -> bool:
+        count = 1
+        for size in shape:
+            count *= size
+        return count <= MAX_ELEMENTS
+
+    return st.lists(st.integers(0, 3), max_size=4).filter(fits)
+
+
+@st.composite
+def _broadcastable(draw, base: list[int]) -> list[int]:
+    """The base shape, or one that broadcasts to it: leading dims dropped, some sizes 1."""
+    dropped = draw(st.integers(0, len(base)))
+    return [1 if draw(st.booleans()) else size for size in base[dropped:]]
+
+
+def _elements(dtype: torch.dtype, finite: bool):
+    if dtype == torch.bool:
+        return st.booleans()
+    if dtype.is_floating_point:
+        width = {torch.float16: 16, torch.float64: 64}.get(dtype, 32)
+        # The values rewrites get wrong, often enough that 200 instances meet them: zeros of
+        # both signs, the extremes, the smallest normal; nan and inf unless the rule assumes
+        # none. Shrinks towards 0.0.
+        info = torch.finfo(dtype)
+        special = [0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny]
+        if not finite:
+            special += [math.inf, -math.inf, math.nan]
+        return st.one_of(st.sampled_from(special),
+                         st.floats(width=width, allow_nan=not finite, allow_infinity=not finite))
+    info = torch.iinfo(dtype)
+    return st.one_of(st.sampled_from([0, 1, -1, info.max, info.min] if info.min else
+                                     [0, 1, info.max]),
+                     st.integers(info.min, info.max))
+
+
+@st.composite
+def _tensors(draw, dtype: torch.dtype, shape: list[int], finite: bool) -> torch.Tensor:
+    count = 1
+    for size in shape:
+        count *= size
+    values = draw(st.lists(_elements(dtype, finite), min_size=count, max_size=count))
+    source = torch.float64 if dtype.is_floating_point else dtype
+    return torch.tensor(values, dtype=source).reshape(shape).to(dtype)
+
+
+def _scalars(type_text: str, dtypes, finite: bool):
+    floats = st.floats(allow_nan=not finite, allow_infinity=not finite)
+    if type_text in ("int", "SymInt"):
+        return st.integers(-4, 4)
+    if type_text == "float":
+        return floats
+    if type_text in ("Scalar", "number"):
+        return st.one_of(st.integers(-4, 4), floats)
+    if type_text == "bool":
+        return st.booleans()
+    if type_text == "ScalarType":
+        return st.sampled_from(dtypes)
+    if type_text == "str":
+        return st.sampled_from(["floor", "trunc", "none", "tanh"])
+    if type_text == "Device":
+        return st.just(torch.device("cpu"))
+    if type_text == "Layout":
+        return st.just(torch.strided)
+    if type_text == "MemoryFormat":
+        return st.just(torch.contiguous_format)
+    raise Unsynthesizable(f"cannot draw a value of type `{type_text}`")
+
+
+def describe_value(value) -> str:
+    """An input as a counterexample shows it: `f32[2] [0.0, -inf]`."""
+    if isinstance(value, torch.Tensor):
+        dims = ", ".join(str(d) for d in value.shape)
+        kind = f"{dtype_abbrs.get(value.dtype, str(value.dtype))}[{dims}]"
+        if value.numel() <= SHOWN_ELEMENTS:
+            return f"{kind} {value.tolist()}"
+        first = ", ".join(repr(item) for item in value.flatten()[:SHOWN_ELEMENTS].tolist())
+        return f"{kind} [{first}, ...] ({value.numel()} elements)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(describe_value(item) for item in value) + "]"
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    return repr(value)

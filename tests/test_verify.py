@@ -1,0 +1,238 @@
+"""`engine verify`: each unsound rule in tests/verify/ caught with a shrunk counterexample
+(snapshotted), the sound rules of rules/ passing with the instances they ran, and the comparisons
+underneath (values, refinement, signed zeros, aliasing, writes, gradients) on graphs built by
+hand."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import engine
+from engine.tools.compare import (ALIASES, DIFFERS, FAILS, MUTATES, REFINES, Allowance,
+                                  Comparison, compare_gradients, compare_graphs)
+from engine.tools.verify import META, meta_difference, verify
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = "tests/verify/models.py"
+SECONDS = re.compile(r"; \d+\.\d s$", re.MULTILINE)
+
+
+def engine_verify(*argv) -> subprocess.CompletedProcess:
+    script = shutil.which("engine", path=str(Path(sys.executable).parent))
+    return subprocess.run([script, "verify", *argv], capture_output=True, text=True, cwd=REPO)
+
+
+def findings_of(output: str) -> dict[str, str]:
+    """Each finding's rule and its first line."""
+    return {match.group(1): match.group(0) for match in
+            re.finditer(r"^\S+: error: rule `(\w+)`: .*$", output, re.MULTILINE)}
+
+
+# --- through the command -------------------------------------------------------------------------
+def test_each_unsound_rule_is_caught_with_a_shrunk_counterexample(snapshot):
+    result = engine_verify("tests/verify/unsound.rw")
+    assert result.returncode == 1, result.stderr
+    found = findings_of(result.stdout)
+    assert set(found) == {"softmax_over_the_wrong_dim", "times_zero", "abs_by_square_root",
+                          "drop_clone", "add_in_place"}
+    assert "the value differs" in found["softmax_over_the_wrong_dim"]
+    assert "finite where the pattern's is not" in found["times_zero"]
+    assert "the replacement inf" in found["abs_by_square_root"]
+    assert "is `$x` itself or a view of it" in found["drop_clone"]
+    assert "the replacement writes to `$x`" in found["add_in_place"]
+    assert result.stdout.rstrip().endswith("5 findings in 5 rules")
+    assert SECONDS.sub("", result.stdout) == snapshot
+
+
+def test_the_same_seed_gives_the_same_counterexamples_and_another_finds_them_too():
+    first = engine_verify("tests/verify/unsound.rw")
+    again = engine_verify("tests/verify/unsound.rw")
+    other = engine_verify("tests/verify/unsound.rw", "--seed", "7")
+    assert SECONDS.sub("", first.stdout) == SECONDS.sub("", again.stdout)
+    assert set(findings_of(other.stdout)) == set(findings_of(first.stdout))
+
+
+def test_the_rules_of_the_project_are_sound_on_drawn_instances_and_on_models():
+    result = engine_verify("rules/algebra.rw", "rules/cleanup.rw", "rules/export.rw",
+                           "tests/verify/softmax.rw", f"{MODELS}:scaled",
+                           f"{MODELS}:disabled_inside_enabled", f"{MODELS}:grad_segments",
+                           "examples/models.py:autocast_mlp")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "no findings in 12 rules"
+    for rule in ("times_one", "divided_by_one", "plus_zero", "minus_zero", "double_negation",
+                 "drop_identity_conversions", "softmax_written_out"):
+        line = next(line for line in lines if f"rule `{rule}`" in line)
+        instances = int(re.search(r"checked on (\d+) instances \(200 drawn", line).group(1))
+        assert instances >= 50, line
+    assert any("rule `times_one`" in line and "1 match in 1 model" in line for line in lines)
+    for rule in ("autocast_regions", "grad_mode_changes"):
+        line = next(line for line in lines if f"rule `{rule}`" in line)
+        assert re.search(r"checked on \d+ regions? in \d models?, the programs run", line), line
+    assert sum("computes the same before and after the rules" in line for line in lines) == 4
+
+
+def test_a_wrong_region_rule_is_caught_on_the_program():
+    result = engine_verify("tests/verify/unsound_regions.rw", f"{MODELS}:disabled_inside_enabled")
+    assert result.returncode == 1
+    found = findings_of(result.stdout)
+    assert "the program changes: output 0 differs" in found["inline_disabled_autocast"]
+    assert "on tests/verify/models.py:disabled_inside_enabled (random inputs, seed 0)" in \
+        result.stdout
+
+
+def test_a_promise_is_what_makes_a_rule_pass(tmp_path):
+    softmax = (REPO / "tests" / "verify" / "softmax.rw").read_text()
+    unpromised = tmp_path / "softmax.rw"
+    unpromised.write_text(softmax.replace(", finite, refines", ""))
+    result = engine_verify(str(unpromised))
+    assert result.returncode == 1
+    assert "hint: if the rule is meant to be more defined" in result.stdout or \
+        "the value differs" in result.stdout
+
+
+def test_a_match_outside_the_dtypes_a_rule_promises_is_a_finding(tmp_path):
+    rules = tmp_path / "narrow.rw"
+    rules.write_text("use torch.ops.aten.neg.default as neg\n"
+                     "rule double_negation:\n    match neg(neg($x))\n    replace with $x\n"
+                     "    verify dtypes(float64), aliases\n")
+    result = engine_verify(str(rules), f"{MODELS}:scaled")
+    assert result.returncode == 1
+    assert "fires on a float32 tensor; its `dtypes` leave float32 out" in result.stdout
+    assert "hint: guard the rule on the dtype" in result.stdout
+
+
+def test_usage_errors_exit_2():
+    assert engine_verify(f"{MODELS}:scaled").returncode == 2
+    assert engine_verify("rules/algebra.rw", "--examples", "0").returncode == 2
+
+
+# --- the comparisons, on graphs built by hand -----------------------------------------------------
+def graph_of(function, *placeholders: str) -> torch.fx.GraphModule:
+    """A module whose graph calls `function` on its placeholders and returns the result."""
+    graph = torch.fx.Graph()
+    inputs = [graph.placeholder(name) for name in placeholders]
+    graph.output(graph.call_function(function, tuple(inputs)))
+    return torch.fx.GraphModule(torch.nn.Module(), graph)
+
+
+def identity(x):
+    return x
+
+
+def clone(x):
+    return x.clone()
+
+
+def test_values_are_compared_with_the_tolerance_of_their_dtype():
+    one_more = graph_of(lambda x: x + 1e-6, "x")
+    same = graph_of(clone, "x")
+    x = torch.ones(3)
+    seen = Comparison()
+    assert compare_graphs(same, one_more, [x], Allowance(), seen) is None
+    assert 0 < seen.largest < 2e-6
+    difference = compare_graphs(same, one_more, [x], Allowance(rtol=0, atol=0), Comparison())
+    assert difference.kind == DIFFERS and "at [0] the pattern gives 1.0" in difference.message
+    ints = compare_graphs(graph_of(clone, "x"), graph_of(lambda x: x + 1, "x"),
+                          [torch.arange(3)], Allowance(rtol=1, atol=1), Comparison())
+    assert ints.kind == DIFFERS  # integers are exact, whatever the tolerance
+
+
+def test_finite_where_the_pattern_is_not_is_refinement_and_the_reverse_is_not():
+    pattern = graph_of(lambda x: x * 0, "x")
+    zeros = graph_of(torch.zeros_like, "x")
+    x = torch.tensor([1.0, float("inf")])
+    assert compare_graphs(pattern, zeros, [x], Allowance(), Comparison()).kind == REFINES
+    seen = Comparison()
+    assert compare_graphs(pattern, zeros, [x], Allowance(refines=True), seen) is None
+    assert seen.refined == 1
+    reverse = compare_graphs(zeros, pattern, [x], Allowance(refines=True), Comparison())
+    assert reverse.kind == DIFFERS
+
+
+def test_the_sign_of_a_zero_counts_unless_a_rule_says_otherwise():
+    plus_zero = graph_of(lambda x: x + 0, "x")
+    x = torch.tensor([-0.0])
+    difference = compare_graphs(plus_zero, graph_of(clone, "x"), [x], Allowance(), Comparison())
+    assert difference.kind == DIFFERS and "zeros of the other sign" in difference.message
+    assert compare_graphs(plus_zero, graph_of(clone, "x"), [x], Allowance(unsigned_zeros=True),
+                          Comparison()) is None
+
+
+def test_aliasing_either_way_and_writes_are_findings():
+    x = torch.randn(3)
+    returned = compare_graphs(graph_of(clone, "x"), graph_of(identity, "x"), [x], Allowance(),
+                              Comparison(), ["$x"])
+    assert returned.kind == ALIASES and "is `$x` itself or a view of it" in returned.message
+    viewed = compare_graphs(graph_of(lambda x: x.view(-1), "x"), graph_of(clone, "x"), [x],
+                            Allowance(), Comparison(), ["$x"])
+    assert viewed.kind == ALIASES and "writes through it no longer reach `$x`" in viewed.message
+    assert compare_graphs(graph_of(clone, "x"), graph_of(identity, "x"), [x],
+                          Allowance(aliases=True), Comparison()) is None
+    write_zero = graph_of(lambda x: x.add_(0), "x")  # writes, though no value changes
+    written = compare_graphs(graph_of(lambda x: x + 0, "x"), write_zero, [x],
+                             Allowance(aliases=True), Comparison(), ["$x"])
+    assert written.kind == MUTATES and "writes to `$x`, which the pattern only reads" in \
+        written.message
+
+
+def test_a_replacement_that_fails_where_the_pattern_runs_is_a_finding():
+    failing = graph_of(lambda x: x.view(7), "x")
+    difference = compare_graphs(graph_of(clone, "x"), failing, [torch.randn(3)], Allowance(),
+                                Comparison())
+    assert difference.kind == FAILS and "RuntimeError" in difference.message
+
+
+def test_gradients_and_grad_mode_are_compared():
+    square = graph_of(lambda x: x * x, "x")
+    cube_ish = graph_of(lambda x: x * x.detach(), "x")  # same values, half the gradient
+    x = torch.randn(4)
+    same = compare_graphs(square, cube_ish, [x], Allowance(), Comparison())
+    assert same is None
+    difference = compare_gradients(square, cube_ish, [x], [0], Allowance(), Comparison(), ["x"])
+    assert difference.kind == DIFFERS and "the gradient of `x`" in difference.message
+    no_grad = graph_of(lambda x: (x * x).detach(), "x")
+    mode = compare_gradients(square, no_grad, [x], [0], Allowance(), Comparison(), ["x"])
+    assert "does not require grad after the rules" in mode.message
+
+
+def test_a_template_node_whose_meta_lies_is_a_finding():
+    from engine.tools.extract import Extracted
+
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    built = graph.call_function(torch.ops.aten.cos.default, (x,))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        built.meta["val"] = torch.empty(3, dtype=torch.float16)  # it computes float32
+    graph.output((built,))
+    after = torch.fx.GraphModule(torch.nn.Module(), graph)
+    extracted = Extracted(after, after, [], [built])
+    difference = meta_difference(extracted, [torch.randn(3)])
+    assert difference.kind == META
+    assert difference.message == "the template's `cos_default` records f16[3] but computes f32[3]"
+
+
+def test_the_api_returns_findings_and_counts():
+    rules = engine.load_rules(REPO / "tests" / "verify" / "unsound.rw")
+    result = verify(rules, examples=100)
+    assert {finding.rule.name for finding in result.findings} == {
+        rule.name for rule in rules.rules}
+    assert rules.verify(examples=100) == result.findings
+    sound = engine.load_rules(REPO / "rules" / "algebra.rw").verify(examples=30)
+    assert sound == []
+
+
+def test_the_readme_counterexample_is_what_the_command_prints():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("(from `tests/verify/unsound.rw`, which `snapshots/test_verify/` pins "
+                         "whole):\n\n```\n")[1].split("```")[0]
+    printed = engine_verify("tests/verify/unsound.rw").stdout
+    assert block in printed
