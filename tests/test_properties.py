@@ -12,7 +12,9 @@ written as `.rw` text and loaded like any rule file. Then:
 - the reference interpreter and the compiled matcher agree at every node of the graph;
 - one pass, decided and built, lints, runs, and is the graph rebuilt by hand from the decisions'
   bindings with FX's own mutation API: templates inserted before their roots, uses redirected,
-  then every node of a match that nothing uses any more erased, and nothing else.
+  then every node of a match that nothing uses any more erased, and nothing else;
+- `engine verify` judges the rule (drawn instances, and the graph as a model) without an
+  internal error.
 
 CI runs the `ci` profile (a fixed number of examples, derandomized, so main stays green); the
 nightly profile runs many more with fresh seeds: `scripts/nightly`.
@@ -24,7 +26,7 @@ import copy
 
 import torch
 import torch.fx
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -36,6 +38,7 @@ from engine.matching.match import compile_node, compile_value, match_node, match
 from engine.rewriting.decide import decide_dag_pass
 from engine.rewriting.evaluate import Evaluator
 from engine.rewriting.replace import rewrite_graph
+from engine.tools.verify import verify
 
 
 aten = torch.ops.aten
@@ -337,6 +340,21 @@ def _build(graph, template, bindings, made):
     if key not in made:  # equal calls of one match are one node
         made[key] = graph.call_function(template.target, tuple(args), kwargs)
     return made[key]
+
+
+@settings(max_examples=40,  # verify draws instances itself: a search inside the search
+          suppress_health_check=[HealthCheck.nested_given, HealthCheck.too_slow])
+@given(cases())
+def test_verify_judges_random_rules_without_an_internal_error(case):
+    """`engine verify` on rules it has never seen, drawn instances and the graph as a model:
+    findings or none, each rendered with its rule's line, never an exception."""
+    gm, text = case
+    rules = engine.rules_from_text(text)
+    rules.max_passes = 4
+    result = verify(rules, [("the graph", gm)], examples=5)
+    for finding in result.findings:
+        assert finding.render().startswith(("<text>:", "error: the rules")), finding.render()
+    assert result.render().splitlines()[-1].endswith("in 1 rule")
 
 
 def test_the_writer_reaches_every_feature():

@@ -92,3 +92,27 @@ def test_a_rewrite_that_would_lie_is_refused(case, snapshot):
     message = str(caught.value).replace(f"{REPO}/", "")
     assert message.startswith("error: rule `") and "refusal.rw:" in message
     assert message == snapshot
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0] * 8)
+
+
+def test_a_tensor_for_a_number_is_refused(snapshot):
+    """A size (`Sym(8*s77)`) replaced by a tensor would make `reshape` take a tensor for an
+    int. (Found by `engine verify` on a rule over `aten.mul`'s scalar overloads.)"""
+    program = torch.export.export(Flatten(), (torch.randn(4, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("b")},))
+    before = engine.dump(program)
+    rules = engine.rules_from_text("""
+use operator.mul
+use torch.ops.aten.scalar_tensor.default as scalar_tensor
+rule size_as_a_tensor:
+    match mul($s, 8)
+    replace with scalar_tensor($s)
+""", path="refusal.rw")
+    with pytest.raises(engine.GraphError) as caught:
+        rules.apply_program(program)
+    assert engine.dump(program) == before
+    assert str(caught.value).replace(f"{REPO}/", "") == snapshot

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 import engine
-from engine.tools.compare import (ALIASES, DIFFERS, FAILS, MUTATES, REFINES, Allowance,
-                                  Comparison, compare_gradients, compare_graphs)
+from engine.tools.compare import (ALIASES, DIFFERS, FAILS, MUTATES, REFINES, SIGNED_ZERO,
+                                  Allowance, Comparison, compare_gradients, compare_graphs)
 from engine.tools.verify import META, meta_difference, verify
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def test_the_sign_of_a_zero_counts_unless_a_rule_says_otherwise():
     plus_zero = graph_of(lambda x: x + 0, "x")
     x = torch.tensor([-0.0])
     difference = compare_graphs(plus_zero, graph_of(clone, "x"), [x], Allowance(), Comparison())
-    assert difference.kind == DIFFERS and "zeros of the other sign" in difference.message
+    assert difference.kind == SIGNED_ZERO and "zeros of the other sign" in difference.message
     assert compare_graphs(plus_zero, graph_of(clone, "x"), [x], Allowance(unsigned_zeros=True),
                           Comparison()) is None
 

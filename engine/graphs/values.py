@@ -8,7 +8,8 @@ import torch
 import torch.fx
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-MISSING = object()  # what `recorded` gives for a node with no value, unless told otherwise
+MISSING = object()
+_NUMBERS = (bool, int, float, complex, torch.SymInt, torch.SymFloat, torch.SymBool)  # what `recorded` gives for a node with no value, unless told otherwise
 
 
 def recorded(node: torch.fx.Node, default=MISSING):
@@ -35,8 +36,10 @@ def key_for(nodes) -> str:
 
 def value_difference(before, after) -> str | None:
     """Why `after` cannot stand in for `before` (a clause: "which is not a tensor", "of another
-    dtype"...), or None. Only a tensor is held to this: it must be replaced by a tensor of the
-    same dtype, shape and device."""
+    dtype"...), or None. A tensor must be replaced by a tensor of the same dtype, shape and
+    device; a number (an int, a float, a SymInt) by anything but a tensor."""
+    if isinstance(before, _NUMBERS):
+        return "which is a tensor" if isinstance(after, torch.Tensor) else None
     if not isinstance(before, torch.Tensor):
         return None
     if not isinstance(after, torch.Tensor):

@@ -9,7 +9,8 @@ inputs, so a side that writes to an input is seen doing it.
 Kinds of difference:
 - `FAILS`: the second graph raises where the first runs;
 - `DIFFERS`: another type, dtype or shape, other values (exact for integers and bools; within
-  the tolerance for floats, nan equal to nan), or -0.0 for 0.0 unless `unsigned_zeros`;
+  the tolerance for floats, nan equal to nan);
+- `SIGNED_ZERO`: -0.0 for 0.0 or the other way round (allowed by `unsigned_zeros`);
 - `REFINES`: the values differ only where the first gives nan or inf and the second is finite
   (the second is more defined: allowed by `refines`);
 - `ALIASES`: an output is an input, or a view of one, on one side and a new tensor on the
@@ -29,6 +30,10 @@ import torch
 from ..graphs.parse import SYMBOL_HINT
 
 FAILS, DIFFERS, REFINES, ALIASES, MUTATES = "fails", "differs", "refines", "aliases", "mutates"
+SIGNED_ZERO = "signed zero"
+# Differences a counterexample search looks for last: a rule wrong only there is wrong in a
+# corner, and a value difference elsewhere says more.
+SOFT = (REFINES, SIGNED_ZERO)
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ def _compare_tensors(expected: torch.Tensor, actual, allow: Allowance, seen: Com
     if not allow.unsigned_zeros:
         signs = (e == 0) & (a == 0) & (torch.signbit(e) != torch.signbit(a))
         if bool(signs.any()):
-            return Difference(DIFFERS, f"{what} has zeros of the other sign: "
+            return Difference(SIGNED_ZERO, f"{what} has zeros of the other sign: "
                                        f"{where(signs)}", expected, actual)
     return None
 

@@ -325,7 +325,9 @@ def _scalars(type_text: str, dtypes, finite: bool):
         return st.just(torch.strided)
     if type_text == "MemoryFormat":
         return st.just(torch.contiguous_format)
-    raise Unsynthesizable(f"cannot draw a value of type `{type_text}`")
+    if type_text == "complex":
+        return st.complex_numbers(allow_nan=not finite, allow_infinity=not finite)
+    return st.nothing()  # a type no instance is drawn with (a Generator, a Dimname): none
 
 
 def describe_value(value) -> str:

@@ -37,10 +37,10 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
-from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..graphs.dump import dump, format_type
+from ..graphs.errors import GraphError
 from ..graphs.values import recorded
 from ..language import checked
 from ..language.diagnostics import Diagnostic
@@ -48,8 +48,8 @@ from ..matching.dag import DagIndex
 from ..matching.guards import Context
 from ..rewriting.decide import decide_dag_pass
 from ..rewriting.evaluate import Evaluator
-from .compare import (ALIASES, DIFFERS, REFINES, Allowance, Comparison, Difference, Rejected,
-                      compare_gradients, compare_graphs, random_like)
+from .compare import (ALIASES, FAILS, REFINES, SIGNED_ZERO, SOFT, Allowance, Comparison,
+                      Difference, Rejected, compare_gradients, compare_graphs, random_like)
 from .extract import Extracted, extract
 from .synthesize import Instance, Unsynthesizable, check_synthesizable, describe_value, instances
 
@@ -60,6 +60,7 @@ HINTS = {
     ALIASES: "right only where nothing writes in place; for functional graphs, say so: "
              "`verify aliases`",
     DTYPES: "guard the rule on the dtype (`where dtype($x) in (...)`), or widen `dtypes`",
+    SIGNED_ZERO: "if -0.0 for 0.0 does not matter here, say so: `verify unsigned_zeros`",
 }
 
 
@@ -84,8 +85,6 @@ class Finding:
         else:
             lines = [f"error: {head}"]
         hint = HINTS.get(self.kind)
-        if self.kind == DIFFERS and "zeros of the other sign" in self.message:
-            hint = "if -0.0 for 0.0 does not matter here, say so: `verify unsigned_zeros`"
         lines.append(f"  on {self.where}:")
         lines += [f"    {line}" for line in self.inputs]
         if self.first is not None:
@@ -222,41 +221,68 @@ def _verify_drawn(stats: RuleStats, examples: int, seed: int, findings: list[Fin
     except Unsynthesizable as error:
         stats.note = f"not drawn: {error}"
         return
-    checker = _InstanceChecker(rule, stats)
-    searching = [True]
-
-    def fails(instance: Instance) -> bool:
-        counting = searching[0]
-        if counting:
-            stats.drawn += 1
-        try:
-            difference = checker.check(instance, stats.seen if counting else Comparison())
-        except _Skip as skip:
-            if counting:
-                setattr(stats, skip.counter, getattr(stats, skip.counter) + 1)
-            return False
-        if counting and difference is None:
-            stats.instances += 1
-        if difference is not None:
-            searching[0] = False
-        return difference is not None
-
+    search = _Search(_InstanceChecker(rule, stats), stats)
     try:
-        minimal = find(instances(rule), fails,
-                       settings=settings(max_examples=examples, database=None, deadline=None,
-                                         derandomize=False, phases=[Phase.generate, Phase.shrink],
-                                         suppress_health_check=list(HealthCheck)),
-                       random=random.Random(seed))
-    except NoSuchExample:
-        return
+        minimal = search.run(examples, seed, soft=False)
+        if minimal is None and search.soft_seen:  # wrong only in a corner: shrink that one
+            minimal = search.run(examples, seed, soft=True)
     except Unsynthesizable as error:
         stats.note = f"not drawn: {error}"
         return
-    difference = checker.check(minimal, Comparison())
+    if minimal is None:
+        return
+    difference = search.checker.check(minimal, Comparison())
     first, second = _described(difference)
     findings.append(Finding(rule, difference.kind, difference.message,
                             "a drawn instance (shrunk)", minimal.describe_inputs(), first, second,
                             graph=dump(minimal.module)))
+
+
+class _Search:
+    """A counterexample search with hypothesis's `find`: the simplest instance that fails.
+
+    The first search looks for a hard difference (values, aliasing, writes...) and counts what
+    it draws until it finds one; soft ones (`compare.SOFT`: refinement, the sign of a zero) it
+    notes and passes over, so that a rule wrong both in general and at nan is shown wrong in
+    general. Only if it finds nothing hard does a second search shrink a soft one."""
+
+    def __init__(self, checker: "_InstanceChecker", stats: RuleStats):
+        self.checker = checker
+        self.stats = stats
+        self.counting = True
+        self.soft_seen = False
+
+    def run(self, examples: int, seed: int, soft: bool) -> Instance | None:
+        self.soft = soft
+        try:
+            return find(instances(self.checker.rule), self.fails,
+                        settings=settings(max_examples=examples, database=None, deadline=None,
+                                          derandomize=False,
+                                          phases=[Phase.generate, Phase.shrink],
+                                          suppress_health_check=list(HealthCheck)),
+                        random=random.Random(seed))
+        except NoSuchExample:
+            return None
+        finally:
+            self.counting = False
+
+    def fails(self, instance: Instance) -> bool:
+        stats, counting = self.stats, self.counting
+        stats.drawn += counting
+        try:
+            difference = self.checker.check(instance, stats.seen if counting else Comparison())
+        except _Skip as skip:
+            if counting:
+                setattr(stats, skip.counter, getattr(stats, skip.counter) + 1)
+            return False
+        if difference is not None and difference.kind in SOFT and not self.soft:
+            self.soft_seen = True
+            difference = None
+        if difference is None:
+            stats.instances += counting
+            return False
+        self.counting = False
+        return True
 
 
 class _InstanceChecker:
@@ -272,9 +298,7 @@ class _InstanceChecker:
         module = instance.module
         placeholders = list(instance.values)
         try:
-            mode = FakeTensorMode()
-            fakes = [mode.from_tensor(instance.values[n]) for n in placeholders]
-            FakeTensorProp(module, mode).propagate(*fakes)
+            _record_values(module, [instance.values[n] for n in placeholders])
         except Exception:  # the pattern's ops reject these inputs
             raise _Skip("rejected") from None
         decided = decide_dag_pass(module, self.index, Context(ambient_grad=True), "",
@@ -294,6 +318,22 @@ class _InstanceChecker:
         except Rejected:
             raise _Skip("rejected") from None
         return difference or meta_difference(extracted, inputs)
+
+
+def _record_values(module: torch.fx.GraphModule, inputs: list) -> None:
+    """Each node's `meta["val"]` as an exported graph has it: fake tensors for tensors, and
+    numbers as they are (a scalar op's result is recorded too, so that a template giving a
+    tensor in its place is refused as in a real graph)."""
+    mode = FakeTensorMode()
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            node.meta["val"] = super().run_node(node)
+            return node.meta["val"]
+
+    with mode:
+        Recorder(module).run(*[mode.from_tensor(v) if isinstance(v, torch.Tensor) else v
+                               for v in inputs])
 
 
 def allowance_of(promises: checked.Promises) -> Allowance:
@@ -340,7 +380,12 @@ def _verify_model(ruleset, label: str, model, by_name: dict[str, RuleStats],
     def observe(module: torch.fx.GraphModule, decisions: list) -> None:
         observed.append((module, decisions))
 
-    rewrite = ruleset.rewrite(gm, signature, observe=observe)
+    try:
+        rewrite = ruleset.rewrite(gm, signature, observe=observe)
+    except GraphError as error:  # refused, or rules that keep firing: nothing to compare
+        result.findings.append(Finding(None, FAILS, f"they do not apply to {label}:\n{error}",
+                                       label))
+        return
     counts = rewrite.report.counts()
     fired = set(counts)
     for name in fired:
@@ -490,7 +535,6 @@ def _differentiable(model, placeholders) -> list[int]:
 def _culprits(ruleset, model, before, fired: set[str]) -> list[checked.Rule]:
     """The rules that, applied alone, change what the program computes."""
     from ..rewriting.driver import RuleSet
-    from ..graphs.errors import GraphError
 
     found = []
     for rule in ruleset.rules:
