@@ -62,7 +62,7 @@ def test_the_rules_of_the_project_are_sound_on_drawn_instances_and_on_models():
     result = engine_verify("rules/algebra.rw", "rules/cleanup.rw", "rules/export.rw",
                            "tests/verify/softmax.rw", f"{MODELS}:scaled",
                            f"{MODELS}:disabled_inside_enabled", f"{MODELS}:grad_segments",
-                           "examples/models.py:autocast_mlp")
+                           f"{MODELS}:region_in_cond_branch", "examples/models.py:autocast_mlp")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "no findings in 12 rules"
@@ -75,7 +75,20 @@ def test_the_rules_of_the_project_are_sound_on_drawn_instances_and_on_models():
     for rule in ("autocast_regions", "grad_mode_changes"):
         line = next(line for line in lines if f"rule `{rule}`" in line)
         assert re.search(r"checked on \d+ regions? in \d models?, the programs run", line), line
-    assert sum("computes the same before and after the rules" in line for line in lines) == 4
+    assert sum("computes the same before and after the rules" in line for line in lines) == 5
+
+
+def test_a_conversion_torch_records_wrongly_is_caught_on_the_program(tmp_path):
+    """Found by `engine verify`: torch records float32 for a bfloat16 matmul in a torch.cond
+    branch's autocast region, and a rule trusting that drops the `.float()` after it.
+    rules/cleanup.rw guards against it (`not under_autocast($x)`); without the guard:"""
+    text = (REPO / "rules" / "cleanup.rw").read_text()
+    unguarded = tmp_path / "cleanup.rw"
+    unguarded.write_text(text.replace(" and not under_autocast($x)", ""))
+    result = engine_verify("rules/export.rw", str(unguarded), f"{MODELS}:region_in_cond_branch")
+    assert result.returncode == 1
+    assert "rule `drop_identity_conversions`: the program changes: the value has dtype " \
+           "bfloat16, not float32" in result.stdout
 
 
 def test_a_wrong_region_rule_is_caught_on_the_program():

@@ -288,6 +288,8 @@ def load_model(target: str):
         raise UsageError(f"no such model file: {file}")
     spec = importlib.util.spec_from_file_location(f"_engine_model_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    # Registered under its name, as an import would: torch.cond and Dynamo look modules up there.
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec.loader.exec_module(module)

@@ -61,4 +61,7 @@ BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
     BuiltinInfo("autocast_enabled", (STRING,), BOOL,
                 "whether autocast is on for a device type there: the innermost autocast region "
                 "for it says, else the ambient mode when the rules are applied"),
+    BuiltinInfo("under_autocast", (ANY,), BOOL,
+                "whether the node making a value runs with autocast on: inside an enabled "
+                "autocast region, or an output of one (`wrap_with_autocast`)"),
 )}

@@ -19,6 +19,7 @@ bodies the driver builds; the built-ins read it.
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -34,6 +35,8 @@ from .match import same_value
 
 SET_GRAD_ENABLED = torch._C._set_grad_enabled
 ENTER_AUTOCAST = torch.amp.autocast_mode._enter_autocast
+EXIT_AUTOCAST = torch.amp.autocast_mode._exit_autocast
+WRAP_WITH_AUTOCAST = torch.ops.higher_order.wrap_with_autocast
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,42 @@ def _is_tensor(context, value):
     return isinstance(value, torch.Tensor)
 
 
+def _under_autocast(context: Context, value) -> bool:
+    """Whether the node making `value` runs with autocast on. Its recorded dtype may then not be
+    the one it computes: torch traces a `torch.cond` branch without applying autocast."""
+    if not isinstance(value, torch.fx.Node) or value.op == "placeholder":
+        return False  # a literal, or a value made outside the graph
+    maker = value.args[0] if value.target is operator.getitem else None
+    if isinstance(maker, torch.fx.Node) and maker.target is WRAP_WITH_AUTOCAST:
+        return bool(maker.args[2])
+    opener = _autocast_openers(value.graph).get(value)  # markers around it in its graph
+    if opener is not None:
+        return bool(opener.args[2])
+    for region in reversed(context.regions):  # the outlined region the graph is the body of
+        if region.opener is ENTER_AUTOCAST:
+            return bool(region.args[2])
+    return False
+
+
+_OPENERS: "weakref.WeakKeyDictionary[torch.fx.Graph, dict]" = weakref.WeakKeyDictionary()
+
+
+def _autocast_openers(graph: torch.fx.Graph) -> dict:
+    """Each node inside an autocast region of its graph -> the innermost region's opener; one
+    pass a graph, remembered while the graph lives (a rewrite makes new graphs)."""
+    if graph not in _OPENERS:
+        openers, stack = {}, []
+        for node in graph.nodes:
+            if node.target is EXIT_AUTOCAST and node.args[0] in stack:
+                del stack[stack.index(node.args[0]):]
+            elif stack:
+                openers[node] = stack[-1]
+            if node.target is ENTER_AUTOCAST:
+                stack.append(node)
+        _OPENERS[graph] = openers
+    return _OPENERS[graph]
+
+
 def _is_literal(context, value):
     if isinstance(value, (list, tuple)):
         return all(_is_literal(context, item) for item in value)
@@ -139,6 +178,7 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "inside": lambda context, rule: context.inside(rule),
     "autocast_enabled": lambda context, device: context.autocast_enabled(device)
     if isinstance(device, str) else UNKNOWN,
+    "under_autocast": _under_autocast,
 }
 
 

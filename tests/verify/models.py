@@ -58,3 +58,28 @@ class GradSegments(nn.Module):
 def grad_segments():
     torch.manual_seed(0)
     return GradSegments(), (torch.randn(4, 8),)
+
+
+class RegionInCondBranch(nn.Module):
+    """An autocast region inside a torch.cond branch, then `.float()`: torch records the
+    matmul as float32 (it traces the branch without autocast), though it computes bfloat16."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        def true_fn(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = x @ self.w
+            return y.float()
+
+        def false_fn(x):
+            return x.cos()
+
+        return torch.cond(x.sum() > 0, true_fn, false_fn, (x,))
+
+
+def region_in_cond_branch():
+    torch.manual_seed(0)
+    return RegionInCondBranch(), (torch.ones(8, 8),)
