@@ -104,6 +104,7 @@ class Call:
     callee_span: Span
     args: tuple["Arg", ...]
     callee_is_var: bool = False  # `$f(...)`: `callee` names a variable bound to the op
+    optional: bool = False  # `add?(a, $m)`: the call, or its first argument alone
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class Index:
 
 @dataclass(frozen=True)
 class Arithmetic:
-    """`rank($x) - 1`: integer arithmetic (`+ - * // %`)."""
+    """`rank($x) - 1`: arithmetic (`+ - * / // %`)."""
 
     span: Span
     op: str
@@ -354,6 +355,17 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class PatternDef:
+    """`pattern name($a, $b) = body`: a sub-pattern, used in patterns as `name(arg, arg)`."""
+
+    span: Span
+    name: str
+    name_span: Span
+    params: tuple[Var, ...]
+    body: Expr
+
+
+@dataclass(frozen=True)
 class Include:
     """`include "other.rw"`: that file's rules, here, in order; the path is relative to this
     file."""
@@ -365,7 +377,7 @@ class Include:
 @dataclass(frozen=True)
 class RuleFile:
     path: str
-    items: tuple[Union[Include, Use, Rule], ...]  # in file order, which is rule order
+    items: tuple[Union[Include, Use, Rule, PatternDef], ...]  # in file order: rule order
     broken_names: tuple[str, ...] = ()  # what `use` items that did not parse declare
 
     @property
@@ -375,3 +387,7 @@ class RuleFile:
     @property
     def rules(self) -> tuple[Rule, ...]:
         return tuple(item for item in self.items if isinstance(item, Rule))
+
+    @property
+    def patterns(self) -> tuple[PatternDef, ...]:
+        return tuple(item for item in self.items if isinstance(item, PatternDef))

@@ -130,10 +130,15 @@ class ListPattern:
 
 @dataclass(frozen=True)
 class OneOf:
-    """Alternation: the first option that matches."""
+    """Alternation: the first option that matches. `absent[i]` names the variables option `i`
+    binds to None: those of an optional call (`add?(a, $m)`) that only the call binds."""
 
     options: tuple["ArgPattern", ...]
     span: Span | None = _span()
+    absent: tuple[tuple[str, ...], ...] = ()
+
+    def nones(self, index: int) -> tuple[str, ...]:
+        return self.absent[index] if index < len(self.absent) else ()
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,7 @@ class Index:
 
 @dataclass(frozen=True)
 class Arithmetic:
-    """Integer arithmetic: `+ - * // %`, and `neg` for a negation."""
+    """Arithmetic on numbers: `+ - * / // %`, and `neg` for a negation."""
 
     op: str
     operands: tuple["Operand", ...]

@@ -93,9 +93,17 @@ def params_of(op: OpOverload) -> tuple[SchemaParam, ...]:
         default = read_as(kind, argument.default_value) if argument.has_default_value() else None
         params.append(SchemaParam(argument.name, None if argument.kwarg_only else position,
                                   argument.has_default_value(), default, kind,
-                                  bound_kind(argument.type)))
+                                  _bound_kind_at(op, argument.type, position)))
         position += not argument.kwarg_only
     return tuple(params)
+
+
+def _bound_kind_at(op: OpOverload, schema_type, position: int) -> str | None:
+    """What a pattern binds at a parameter: at `mul`'s `other`, a tensor or a number (export
+    writes `x * 0.5` so; its `self` is the tensor)."""
+    if isinstance(schema_type, torch.TensorType) and takes_numbers_as_tensors(op) and position:
+        return None
+    return bound_kind(schema_type)
 
 
 def _kind_of(schema_type) -> str | None:
@@ -169,6 +177,18 @@ def accepted_kinds(schema_type) -> frozenset[str] | None:
     return None
 
 
+# The ops whose `Tensor` parameters also take a number, wrapped into a tensor when called
+# (torch's `should_allow_numbers_as_tensors`): `x * 0.5` is exported as `mul.Tensor(x, 0.5)`.
+NUMBERS_AS_TENSORS = frozenset({
+    "add", "add_", "sub", "sub_", "subtract", "subtract_", "mul", "mul_", "multiply",
+    "multiply_", "div", "div_", "divide", "divide_", "true_divide", "true_divide_",
+    "floor_divide", "floor_divide_", "to", "_to_copy", "copy", "copy_", "_conj"})
+
+
+def takes_numbers_as_tensors(op: OpOverload) -> bool:
+    return op._schema.name.split("::")[-1] in NUMBERS_AS_TENSORS
+
+
 def bound_kind(schema_type) -> str | None:
     """The kind of whatever a pattern binds at a parameter of this type (None: it varies)."""
     kinds = accepted_kinds(schema_type)
@@ -228,6 +248,8 @@ def _kinds_problem(overload: OpOverload, positional: list,
     given += [(by_name[name], kind, name) for name, kind in keywords.items()]
     for argument, kind, where in given:
         accepted = accepted_kinds(argument.type)
+        if accepted == {TENSOR} and takes_numbers_as_tensors(overload):
+            accepted = frozenset({TENSOR, SCALAR})
         if kind is not None and accepted is not None and kind not in accepted:
             wanted = str(argument.type).replace("number", "Scalar")
             return f"`{overload}` takes `{wanted}` for `{argument.name}`, not {kind}", where

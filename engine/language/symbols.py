@@ -7,7 +7,7 @@ symbol with its span: `use` names (with what they resolve to), rules, variables 
 definition, references and document symbols from; nothing in the rewrite reads it.
 
     index.at(path, line, column)  -> the occurrence under a position, or None
-    index.definitions(path)       -> the symbols a file defines (uses and rules), in order
+    index.definitions(path)       -> the symbols a file defines (uses, rules, patterns), in order
     index.occurrences_of(symbol)  -> the definition and every use of a symbol
 """
 
@@ -20,6 +20,7 @@ from .diagnostics import Span
 # What a symbol is.
 USE = "use"          # a name bound by `use`; `detail` is the `names.Resolved` it stands for
 RULE = "rule"        # a rule's name
+PATTERN = "pattern"  # a named sub-pattern; `detail` is its `ast.PatternDef`
 VARIABLE = "variable"  # `$x` in one rule; `detail` is its kind: "value", "rest" or "keywords"
 BUILTIN = "builtin"  # a `where` built-in; `detail` is its `builtins.BuiltinInfo`
 FILE = "file"        # a rule file, as an `include` names it; `name` is its path
@@ -46,6 +47,7 @@ class Occurrence:
 @dataclass
 class SymbolIndex:
     occurrences: list[Occurrence] = field(default_factory=list)
+    _referred: set = field(default_factory=set, repr=False)
 
     def define(self, symbol: Symbol) -> Symbol:
         if symbol.span is not None:
@@ -53,7 +55,10 @@ class SymbolIndex:
         return symbol
 
     def refer(self, span: Span, symbol: Symbol) -> None:
-        self.occurrences.append(Occurrence(span, symbol, False))
+        occurrence = Occurrence(span, symbol, False)
+        if occurrence not in self._referred:  # a part checked twice (`f?(a)`) is one use
+            self._referred.add(occurrence)
+            self.occurrences.append(occurrence)
 
     def at(self, path: str, line: int, column: int) -> Occurrence | None:
         """The innermost occurrence whose span holds the position (1-based, as spans are)."""
@@ -63,7 +68,8 @@ class SymbolIndex:
 
     def definitions(self, path: str) -> list[Symbol]:
         return [o.symbol for o in self.occurrences
-                if o.defines and o.span.source.path == path and o.symbol.kind in (USE, RULE)]
+                if o.defines and o.span.source.path == path
+                and o.symbol.kind in (USE, RULE, PATTERN)]
 
     def occurrences_of(self, symbol: Symbol) -> list[Occurrence]:
         return [o for o in self.occurrences if o.symbol is symbol]

@@ -21,7 +21,7 @@ from lark import Lark, Token, Transformer, v_args
 from . import ast
 from .diagnostics import Diagnostic, Source, Span
 
-_ITEM_START = re.compile(r"^(include|use|rule)\b", re.MULTILINE)
+_ITEM_START = re.compile(r"^(include|use|rule|pattern)\b", re.MULTILINE)
 
 # How terminals read in "expected ..." messages.
 _TERMINAL_WORDS = {
@@ -182,6 +182,13 @@ class _ToAst(Transformer):
         return ast.Rule(self.span(meta), str(name), _span(self.source, name), pattern, guards,
                         action, verify)
 
+    def pattern_def(self, meta, children):
+        name, *params = children
+        *params, body = params
+        return ast.PatternDef(self.span(meta), str(name), _span(self.source, name),
+                              tuple(ast.Var(_span(self.source, p), p[1:]) for p in params
+                                    if p is not None), body)
+
     def verify(self, meta, promises):
         return ast.Verify(self.span(meta), tuple(promises))
 
@@ -312,11 +319,13 @@ class _ToAst(Transformer):
 
     def call(self, meta, children):
         callee, *args = children
-        args = tuple(arg for arg in args if arg is not None)
+        optional = bool(args) and isinstance(args[0], Token) and args[0].type == "OPTIONAL"
+        args = tuple(arg for arg in args[optional:] if arg is not None)
         if callee.type == "VAR":  # `$f(...)`: the op is a variable
             return ast.Call(self.span(meta), str(callee)[1:], _span(self.source, callee), args,
-                            callee_is_var=True)
-        return ast.Call(self.span(meta), str(callee), _span(self.source, callee), args)
+                            callee_is_var=True, optional=optional)
+        return ast.Call(self.span(meta), str(callee), _span(self.source, callee), args,
+                        optional=optional)
 
     # --- arguments -------------------------------------------------------------------------
     def var(self, meta, children):

@@ -100,9 +100,13 @@ class _Explainer:
         return self.node(pattern, value, bindings)
 
     def alternatives(self, pattern: checked.OneOf, value, bindings: dict, where: str):
-        best = self.first_fit(pattern.options, bindings,
-                              lambda attempt, option, trial: attempt.value(option, value, trial,
-                                                                           where))
+        def attempt_one(attempt, index, trial):
+            miss = attempt.value(pattern.options[index], value, trial, where)
+            if miss is None:
+                trial.update(dict.fromkeys(pattern.nones(index)))
+            return miss
+
+        best = self.first_fit(range(len(pattern.options)), bindings, attempt_one)
         if best is None:
             return None
         return Miss(best.span, f"no alternative matches; the nearest: {best.message}",

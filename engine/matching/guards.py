@@ -108,6 +108,16 @@ def _size(tensor, dim):
     return tensor.shape[dim]
 
 
+def _norm_dim(tensor, dim):
+    if type(dim) is not int or not -tensor.dim() <= dim < tensor.dim():
+        return UNKNOWN
+    return dim % tensor.dim()
+
+
+def _as_known(dim, last: int):
+    return UNKNOWN if dim is UNKNOWN else dim == last
+
+
 def _is_tensor(context, value):
     if isinstance(value, torch.fx.Node):
         value = recorded(value)
@@ -164,6 +174,8 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "dtype": _of_tensor(lambda t: t.dtype),
     "shape": _of_tensor(lambda t: list(t.shape)),
     "size": _of_tensor(_size),
+    "norm_dim": _of_tensor(_norm_dim),
+    "is_last_dim": _of_tensor(lambda t, dim: _as_known(_norm_dim(t, dim), t.dim() - 1)),
     "rank": _of_tensor(lambda t: t.dim()),
     "numel": _of_tensor(lambda t: t.numel()),
     "device": _of_tensor(lambda t: t.device.type),
@@ -283,8 +295,8 @@ def _order(op: str, a, b) -> bool | None:
     return _known(result) if _symbolic(result) else bool(result)
 
 
-_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv,
-               "%": operator.mod}
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+               "//": operator.floordiv, "%": operator.mod}
 
 
 def operand_value(operand, bindings: dict, context: Context):
@@ -306,11 +318,11 @@ def operand_value(operand, bindings: dict, context: Context):
     if isinstance(operand, checked.Arithmetic):
         values = [operand_value(o, bindings, context) for o in operand.operands]
         if any(v is UNKNOWN or isinstance(v, bool) or not isinstance(
-                v, (int, torch.SymInt)) for v in values):
+                v, (int, float, torch.SymInt)) for v in values):
             return UNKNOWN
         if operand.op == "neg":
             return -values[0]
-        if operand.op in ("//", "%") and type(values[1]) is int and values[1] == 0:
+        if operand.op in ("/", "//", "%") and type(values[1]) in (int, float) and values[1] == 0:
             return UNKNOWN
         return _ARITHMETIC[operand.op](*values)
     return bindings[operand.name]

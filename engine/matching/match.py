@@ -74,8 +74,12 @@ def match_value(pattern: checked.ArgPattern, value: object, bindings: Bindings,
         bindings[pattern.name] = value
         return True
     if isinstance(pattern, checked.OneOf):
-        return any(_attempt(lambda b, m, option=option: match_value(option, value, b, m),
-                            bindings, matched) for option in pattern.options)
+        for index, option in enumerate(pattern.options):
+            if _attempt(lambda b, m, option=option: match_value(option, value, b, m),
+                        bindings, matched):
+                bindings.update(dict.fromkeys(pattern.nones(index)))
+                return True
+        return False
     if isinstance(pattern, checked.ListPattern):
         return isinstance(value, (list, tuple)) and _match_sequence(
             pattern.items, pattern.rest, value, bindings, matched)
@@ -335,10 +339,17 @@ def compile_value(pattern: checked.ArgPattern) -> Callable[[object, Bindings, li
 
         return bind_node
     if isinstance(pattern, checked.OneOf):
-        options = [compile_value(option) for option in pattern.options]
-        return lambda value, bindings, matched: any(
-            _attempt(lambda b, m, option=option: option(value, b, m), bindings, matched)
-            for option in options)
+        options = [(compile_value(option), pattern.nones(index))
+                   for index, option in enumerate(pattern.options)]
+
+        def one_of(value, bindings, matched):
+            for option, nones in options:
+                if _attempt(lambda b, m, option=option: option(value, b, m), bindings, matched):
+                    bindings.update(dict.fromkeys(nones))
+                    return True
+            return False
+
+        return one_of
     if isinstance(pattern, checked.ListPattern):
         sequence = _compile_sequence(pattern.items, pattern.rest)
         return lambda value, bindings, matched: isinstance(value, (list, tuple)) and sequence(

@@ -99,15 +99,20 @@ class TemplatePlanner:
         return self._node(template, top)
 
     def _arithmetic(self, template: checked.Arithmetic):
-        """Integer arithmetic on computed values; on a symbolic size, an `operator` node."""
+        """Arithmetic on numbers, folded into a literal (`1.0 / $s` is a float in the graph);
+        on a symbolic size, an `operator` node, so that it stays symbolic."""
         values = [self._value(operand) for operand in template.operands]
         function = _ARITHMETIC[template.op]
-        if all(type(value) is int for value in values):
-            if template.op in ("//", "%") and values[1] == 0:
-                raise self._error(template.span, "divides by zero")
+        if all(_is_number(value) for value in values):
+            if template.op in ("/", "//", "%") and values[1] == 0:
+                raise self._error(template.span, f"divides by zero ({_format(values[0])} "
+                                                 f"{template.op} {_format(values[1])}): a guard should say "
+                                                 "it is not")
             return function(*values)
-        if not all(type(value) is int or isinstance(value, Planned) for value in values):
-            raise self._error(template.span, f"arithmetic takes integers, not "
+        if template.op == "/" or not all(type(value) is int or isinstance(value, Planned)
+                                         for value in values):
+            raise self._error(template.span, f"arithmetic takes numbers (a symbolic size only "
+                                             f"with integers), not "
                                              f"{', '.join(_format(value) for value in values)}")
         return self._symbolic(function, tuple(values),
                               function(*(_recorded(value) for value in values)))
@@ -123,12 +128,13 @@ class TemplatePlanner:
                                          "not one here")
         if call.name == "shape":
             return [self._size(node, tensor, dim) for dim in range(tensor.dim())]
-        if call.name == "size":
+        if call.name in ("size", "norm_dim"):
             dim = self._value(call.args[1])
             if type(dim) is not int or not -tensor.dim() <= dim < tensor.dim():
-                raise self._error(call.span, f"`size` of a tensor of rank {tensor.dim()} has no "
-                                             f"dim {_format(dim)}")
-            return self._size(node, tensor, dim % tensor.dim())
+                raise self._error(call.span, f"`{call.name}` of a tensor of rank {tensor.dim()} "
+                                             f"has no dim {_format(dim)}")
+            dim %= tensor.dim()
+            return dim if call.name == "norm_dim" else self._size(node, tensor, dim)
         if call.name == "numel":
             count = tensor.numel()
             return count if type(count) is int else self._symbolic(
@@ -270,8 +276,12 @@ class TemplatePlanner:
                                      (self.root, *nodes), self.path))
 
 
-_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
                "//": operator.floordiv, "%": operator.mod, "neg": operator.neg}
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float)
 
 
 def _recorded(value):

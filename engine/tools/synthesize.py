@@ -29,6 +29,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 from torch.fx.graph import dtype_abbrs
 
 from ..language import checked
+from ..language.schemas import takes_numbers_as_tensors
 
 DEFAULT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
                   torch.int32, torch.bool)
@@ -72,14 +73,48 @@ def instances(rule: checked.Rule):
     dtypes = tuple(rule.promises.dtypes or DEFAULT_DTYPES)
     finite = rule.promises.finite
 
+    hints = _literal_hints(rule.guards)
+
     @st.composite
     def instance(draw) -> Instance:
-        return _Writer(draw, dtypes, finite).write(rule.pattern)
+        return _Writer(draw, dtypes, finite, hints).write(rule.pattern)
 
     return instance()
 
 
 # --- the types of arguments, as the schema gives them --------------------------------------------
+def _literal_hints(guards) -> dict[str, list]:
+    """The literals each variable is compared with in the guards (`$s in (2, 4)`, `$d == -1`):
+    drawn for it often, so that 200 instances meet the values the rule is about. A variable
+    named here (or in `is_literal`) is drawn as a number where an op takes a number for a
+    tensor (`mul.Tensor(x, 0.5)`)."""
+    hints: dict[str, list] = {}
+
+    def add(operand, literals) -> None:
+        if isinstance(operand, checked.Value):
+            hints.setdefault(operand.name, []).extend(
+                literal.value for literal in literals if isinstance(literal, checked.Const))
+
+    def walk(condition) -> None:
+        if isinstance(condition, checked.Guard):
+            add(condition.left, [condition.right])
+            add(condition.right, [condition.left])
+        elif isinstance(condition, checked.Member):
+            add(condition.value, condition.options)
+        elif isinstance(condition, (checked.AllOf, checked.AnyOf)):
+            for part in condition.items:
+                walk(part)
+        elif isinstance(condition, checked.Not):
+            walk(condition.item)
+        elif isinstance(condition, checked.Test) and isinstance(
+                condition.value, checked.BuiltinCall) and condition.value.name == "is_literal":
+            add(condition.value.args[0], [])  # a number: drawn where a number may stand
+
+    for guard in guards:
+        walk(guard)
+    return hints
+
+
 def _type_of(argument) -> str:
     """An argument's type as text: "Tensor", "Optional[List[int]]", "ScalarType"..."""
     return str(argument.real_type)
@@ -93,8 +128,10 @@ def _strip(text: str, wrapper: str) -> str | None:
 class _Writer:
     """One instance: walks the pattern, drawing each choice, building the graph."""
 
-    def __init__(self, draw, dtypes: tuple[torch.dtype, ...], finite: bool):
+    def __init__(self, draw, dtypes: tuple[torch.dtype, ...], finite: bool,
+                 hints: dict[str, list] | None = None):
         self.draw = draw
+        self.hints = hints or {}
         self.dtypes = dtypes
         self.finite = finite
         self.graph = torch.fx.Graph()
@@ -135,7 +172,9 @@ class _Writer:
             return pattern.value
         if isinstance(pattern, checked.OneOf):
             option = self.draw(st.integers(0, len(pattern.options) - 1))
-            return self.pattern(pattern.options[option], type_text)
+            value = self.pattern(pattern.options[option], type_text)
+            self.bound.update(dict.fromkeys(pattern.nones(option)))
+            return value
         if isinstance(pattern, checked.ListPattern):
             inner = _strip(type_text or "", "List") or _strip(type_text or "", "Optional")
             items = [self.pattern(item, inner) for item in pattern.items]
@@ -176,7 +215,12 @@ class _Writer:
         for schema_arg in form.args:
             if schema_arg.pattern is not None:
                 argument = arguments[schema_arg.param.name]
-                given[argument.name] = self.pattern(schema_arg.pattern, _type_of(argument))
+                type_text = _type_of(argument)
+                if (type_text == "Tensor" and takes_numbers_as_tensors(form.overload)
+                        and isinstance(schema_arg.pattern, checked.Bind)
+                        and schema_arg.pattern.name in self.hints):
+                    type_text = None  # `x * 0.5` is exported as `mul.Tensor(x, 0.5)`
+                given[argument.name] = self.pattern(schema_arg.pattern, type_text)
         return self.arrange(form.overload, given)
 
     def call_with_rest(self, pattern: checked.NodePattern) -> tuple[object, list, dict]:
@@ -233,7 +277,12 @@ class _Writer:
             return [self.fresh(inner, name) for _ in range(count)]
         if type_text == "Tensor":
             return self.tensor(name)
-        return self.draw(_scalars(type_text, self.dtypes, self.finite))
+        drawn = _scalars(type_text, self.dtypes, self.finite)
+        hints = [value for value in self.hints.get(name.lstrip("$"), ())
+                 if type(value) in (bool, int, float)]
+        if hints and type_text in ("int", "SymInt", "float", "Scalar", "number", "bool"):
+            drawn = st.one_of(st.sampled_from(hints), drawn)
+        return self.draw(drawn)
 
     def tensor(self, name: str) -> torch.fx.Node:
         dtype = self.draw(st.sampled_from(self.dtypes))

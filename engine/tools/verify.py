@@ -128,6 +128,10 @@ class RuleStats:
         checked_on = "checked on " + " and ".join(parts) if parts else "not checked"
         if self.has_models and not self.models:
             extras.append("it matched nothing in the models")
+        if self.drawn and self.rejected + self.guarded + self.refused == self.drawn and not (
+                self.matches):
+            extras.append("no drawn instance got past the ops and guards: unchecked, give a "
+                          "model it matches")
         if self.seen.largest:
             extras.append(f"largest float difference {self.seen.largest:.3g}, within tolerance")
         if self.seen.refined:

@@ -12,6 +12,7 @@ loaded together. It keeps going after an error, so that a file's mistakes are re
     conditions.py `where` clauses and the values they read
     actions.py    actions and templates
     promises.py   `verify` clauses: what `engine verify` holds a rule to
+    subpatterns.py named sub-patterns (`pattern name($x) = ...`), expanded where they are used
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .patterns import PatternChecker
 from .promises import check_promises
 from ..suggest import did_you_mean
 from .scope import Reporter, Scope, Variables, define_rule
+from .subpatterns import Definition, define_patterns, unused_parameters
 
 
 def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
@@ -34,10 +36,16 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
     reporter = Reporter([], symbols if symbols is not None else SymbolIndex())
     rule_names: dict[str, Symbol] = {}
     rules = []
+    scopes = []
     for file in files:
         scope = Scope(reporter, file.broken_names)
         for use in file.uses:
             scope.declare(use)
+        scopes.append(scope)
+    reporter.patterns = define_patterns(reporter, zip(files, scopes))
+    for definition in reporter.patterns.values():
+        check_pattern(reporter, definition)
+    for file, scope in zip(files, scopes):
         for rule in file.rules:
             define_rule(reporter, rule_names, rule)
             checked_rule = check_rule(reporter, scope, rule)
@@ -49,6 +57,16 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
         else:
             reporter.error(span, f"unknown rule `{name}`" + did_you_mean(name, rule_names))
     return rules, reporter.diagnostics
+
+
+def check_pattern(reporter: Reporter, definition: Definition) -> None:
+    """A sub-pattern's body on its own, its parameters as plain variables: its mistakes are
+    reported once, at the definition, whether a rule uses it or not."""
+    pattern = definition.pattern
+    variables = Variables(reporter, f"pattern {pattern.name}")
+    PatternChecker(reporter, definition.scope, variables).arg_pattern(pattern.body, marker=False)
+    for param in unused_parameters(pattern):
+        reporter.error(param.span, f"parameter `${param.name}` is not used in the pattern")
 
 
 def check_rule(reporter: Reporter, scope: Scope, rule: ast.Rule) -> checked.Rule | None:

@@ -1,7 +1,7 @@
 """`where` clauses and values: AST -> checked conditions and operands, each with its kind.
 
 Input: a rule's conditions (comparisons, memberships, predicates, `and`/`or`/`not`) and the
-values they read (variables, literals, constants, built-ins, indexing, integer arithmetic).
+values they read (variables, literals, constants, built-ins, indexing, arithmetic).
 Output: `checked` conditions and operands. Each value's kind (`schemas.TENSOR`, `SCALAR`,
 `LIST`...) is known where the rule tells it (a literal, a built-in's result, a variable bound at
 a typed parameter), and a value of the wrong kind is an error here, not a guard that is silently

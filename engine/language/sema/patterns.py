@@ -9,12 +9,18 @@ positional arguments, the `*` rest, keywords, the `**` rest; a nested call befor
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
+from ..diagnostics import Note
 from ..names import op_key
 from ..schemas import OP, fits, params_of, read_as, returns_kind
 from .scope import RuleChecks
+from .subpatterns import Expansion, Substituted, expand, needs_variables
+
+_STARS = (ast.Keyword, ast.StarVar, ast.StarWildcard, ast.StarStarVar, ast.StarStarWildcard)
 
 _MARKER_ARGUMENT = ("the arguments of a region's markers are plain values: variables, `_` and "
                     "literals")
@@ -70,6 +76,16 @@ class PatternChecker(RuleChecks):
         commutative = isinstance(expr, ast.Commutative)
         if commutative:
             expr = expr.call
+        if isinstance(expr, ast.Call) and (expr.optional or self._uses_pattern(expr)):
+            thing = "an optional call" if expr.optional else "a named pattern"
+            what = ("`shared`" if shared else "`commutative`" if commutative
+                    else "a region's marker")
+            self.error(expr.span, f"{thing} cannot be {what}")
+            if not expr.optional:
+                self.use_of_pattern(expr)  # its own mistakes, and its variables bound
+                return checked.NodePattern("call_function", None, (), checked.AnyRest(), (),
+                                           expr.span)
+            expr = dataclasses.replace(expr, optional=False)
         target_var = None
         if isinstance(expr, ast.Method):
             op, target = "call_method", self.reporter.method_name(expr)
@@ -153,6 +169,9 @@ class PatternChecker(RuleChecks):
 
     # --- arguments -----------------------------------------------------------------------------
     def arg_pattern(self, arg, marker: bool) -> checked.ArgPattern:
+        if isinstance(arg, Substituted):  # a sub-pattern's argument, in its own file's scope
+            return PatternChecker(self.reporter, arg.scope, self.variables).arg_pattern(
+                arg.inner, marker)
         if isinstance(arg, ast.Var):
             if self.variables.in_pattern(arg, "value"):
                 return checked.Same(arg.name, arg.span)
@@ -169,6 +188,11 @@ class PatternChecker(RuleChecks):
                                        ast.Bound, ast.ListExpr, ast.Alternatives)):
             self.error(arg.span, _MARKER_ARGUMENT)
             return checked.Anything(arg.span)
+        if isinstance(arg, ast.Call) and self._uses_pattern(arg):
+            return self.use_of_pattern(arg)
+        call = arg.call if isinstance(arg, ast.Commutative) else arg
+        if isinstance(call, ast.Call) and call.optional:
+            return self.optional(arg)
         if isinstance(arg, (ast.Call, ast.Method, ast.Commutative, ast.Shared)):
             return self.node_pattern(arg, marker)
         if isinstance(arg, ast.Bound):
@@ -188,6 +212,76 @@ class PatternChecker(RuleChecks):
             self.error(arg.span, "a `*` pattern belongs among a call's arguments")
         return checked.Anything(arg.span)
 
+    # --- named sub-patterns and optional calls ------------------------------------------------
+    def _uses_pattern(self, call: ast.Call) -> bool:
+        """Does the call name a sub-pattern? A `use`d name of the file comes first."""
+        return (not call.callee_is_var and call.callee in self.reporter.patterns
+                and call.callee not in self.scope.names)
+
+    def use_of_pattern(self, call: ast.Call) -> checked.ArgPattern:
+        """`name(args)`: the definition's body, checked in the use's place (see subpatterns)."""
+        definition = self.reporter.patterns[call.callee]
+        self.reporter.symbols.refer(call.callee_span, definition.symbol)
+        params = definition.pattern.params
+        defined_here = Note(definition.pattern.name_span, "defined here")
+        if call.optional:
+            self.error(call.span, "a named pattern cannot be optional; write the optional call "
+                                  "inside it, or around it")
+        elif any(isinstance(arg, _STARS) for arg in call.args):
+            odd = next(arg for arg in call.args if isinstance(arg, _STARS))
+            self.error(odd.span, "a named pattern takes one pattern for each parameter; no "
+                                 "keywords or `*` patterns", defined_here)
+        elif len(call.args) != len(params):
+            names = ", ".join(f"${param.name}" for param in params)
+            self.error(call.span, f"pattern `{call.callee}` takes {len(params)} argument"
+                                  f"{'s' if len(params) != 1 else ''} ({names}), not "
+                                  f"{len(call.args)}", defined_here)
+        elif needs_variables(definition, call):
+            for arg, place in needs_variables(definition, call):
+                self.error(arg.span, f"pattern `{call.callee}` calls or spreads this "
+                                     "parameter: give it a variable",
+                           Note(place, "used here"))
+        elif any(e.name == call.callee for e in self.reporter.expansions):
+            self.error(call.span, f"pattern `{call.callee}` uses itself; a pattern matches a "
+                                  "fixed shape of graph")
+        else:
+            body = expand(definition, call, self.scope, self.variables.expansion(call.callee))
+            self.reporter.expansions.append(Expansion(call.callee, call.span,
+                                                      definition.pattern.span))
+            try:
+                return PatternChecker(self.reporter, definition.scope,
+                                      self.variables).arg_pattern(body, marker=False)
+            finally:
+                self.reporter.expansions.pop()
+        for arg in call.args:  # bound all the same: no knock-on errors
+            arg = arg.inner if isinstance(arg, Substituted) else arg
+            if isinstance(arg, ast.Var):
+                self.variables.in_pattern(arg, "value")
+        return checked.NodePattern("call_function", None, (), checked.AnyRest(), (), call.span)
+
+    def optional(self, arg) -> checked.ArgPattern:
+        """`f?(a, b)` (or `commutative f?(a, b)`): `f(a, b)` if the node is such a call, else
+        `a`; then the variables only `f(...)` binds are None."""
+        commutative = isinstance(arg, ast.Commutative)
+        call = arg.call if commutative else arg
+        if not call.args or isinstance(call.args[0], _STARS):
+            self.error(call.span, "an optional call `f?(a, ...)` stands for its first argument "
+                                  "when the call is not there; it needs one")
+            return self.arg_pattern(dataclasses.replace(call, optional=False), marker=False)
+        plain = dataclasses.replace(call, optional=False)
+        present = PatternChecker(self.reporter, self.scope, self.variables.fork())
+        full = present.arg_pattern(dataclasses.replace(arg, call=plain) if commutative
+                                   else plain, marker=False)
+        absent = PatternChecker(self.reporter, self.scope, self.variables.fork())
+        alone = absent.arg_pattern(call.args[0], marker=False)
+        bound = present.variables.new_since(self.variables)
+        missing = tuple(name for name in bound if name not in absent.variables)
+        self.variables.adopt(bound)
+        self.variables.value_kinds.update(
+            (name, kind) for name, kind in present.variables.value_kinds.items()
+            if name not in missing)
+        return checked.OneOf((full, alone), arg.span, ((), missing))
+
     def alternatives(self, alternatives: ast.Alternatives) -> checked.OneOf:
         """Each option is checked from the variables bound before it; all must bind the same
         new variables, so that whichever matches, the rest of the rule can use them."""
@@ -198,12 +292,17 @@ class PatternChecker(RuleChecks):
             new.append(trial.variables.new_since(self.variables))
         first = new[0]
         for option, names in zip(alternatives.options[1:], new[1:]):
-            if set(names) != set(first):
-                odd = sorted(set(names) ^ set(first))[0]
+            if _visible(names) != _visible(first):
+                odd = sorted(_visible(names) ^ _visible(first))[0]
                 self.error(option.span, f"every alternative must bind the same variables; "
                                         f"`${odd}` is bound by some and not others")
         self.variables.adopt(first)
         return checked.OneOf(tuple(options), alternatives.span)
+
+
+def _visible(names) -> set[str]:
+    """The variables a rule can name: not those a sub-pattern keeps to itself (`p1.x`)."""
+    return {name for name in names if "." not in name}
 
 
 def schema_forms(target, positional, kwargs, more: bool, commutative: bool):

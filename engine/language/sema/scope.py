@@ -18,6 +18,7 @@ from ..names import Resolved, ResolveError, resolve
 from ..schemas import check_call
 from ..suggest import did_you_mean
 from ..symbols import BUILTIN, RULE, USE, VARIABLE, Symbol, SymbolIndex
+from .subpatterns import within
 
 KIND_WORDS = {
     "op": "an operator",
@@ -38,8 +39,21 @@ class Reporter:
     symbols: SymbolIndex
     # Rules named in conditions (`inside(name)`), checked once every rule is known.
     rule_references: list[tuple[str, Span]] = field(default_factory=list)
+    # The named sub-patterns of every file (`subpatterns.Definition`), and the uses being
+    # checked now, innermost last (`subpatterns.Expansion`).
+    patterns: dict = field(default_factory=dict)
+    expansions: list = field(default_factory=list)
+    _reported: set = field(default_factory=set)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
+        """A diagnostic; inside a sub-pattern's body, with a note at each use that reaches
+        it, and once however many uses do."""
+        if (span, message) in self._reported:
+            return
+        self._reported.add((span, message))
+        notes += tuple(Note(expansion.use, f"in pattern `{expansion.name}`, used here")
+                       for expansion in reversed(self.expansions)
+                       if within(span, expansion.body))
         self.diagnostics.append(Diagnostic(span, message, tuple(notes)))
 
     def check_schema(self, target, positional: int, more: bool, keywords, node) -> None:
@@ -82,6 +96,10 @@ class Scope:
 
     def lookup(self, name: str, span: Span) -> Resolved | None:
         symbol = self.names.get(name)
+        if symbol is None and name in self.reporter.patterns:
+            self.reporter.error(span, f"`{name}` is a pattern: it stands in a `match`, for what "
+                                      "it matches")
+            return None
         if symbol is None:
             if name not in self.broken:
                 self.reporter.error(span, f"unknown name `{name}`; declare it with `use`"
@@ -126,17 +144,26 @@ class Variables:
     """The variables of one rule: each bound once, by the pattern, as one kind of thing
     ("value", "rest" for `*$x`, "keywords" for `**$x`), then used as that kind."""
 
-    def __init__(self, reporter: Reporter, rule: str, bound: dict[str, Symbol] | None = None):
+    def __init__(self, reporter: Reporter, rule: str, bound: dict[str, Symbol] | None = None,
+                 uses: list | None = None):
         self.reporter = reporter
         self.rule = rule
         self.bound: dict[str, Symbol] = dict(bound or {})
+        # How many times the rule uses each sub-pattern; forks share it, so that every use's
+        # own variables get a prefix of their own.
+        self.uses: dict[str, int] = uses if uses is not None else {}
         # What a variable holds, where the pattern tells (`schemas.TENSOR`, `schemas.SCALAR`):
         # bound at a parameter of that type, or naming a call that returns one.
         self.value_kinds: dict[str, str] = {}
 
     def fork(self) -> "Variables":
         """A copy to check one alternative with; `adopt` takes what it bound."""
-        return Variables(self.reporter, self.rule, self.bound)
+        return Variables(self.reporter, self.rule, self.bound, self.uses)
+
+    def expansion(self, pattern: str) -> str:
+        """The prefix of the variables a use of a sub-pattern keeps to itself: `name1`..."""
+        self.uses[pattern] = self.uses.get(pattern, 0) + 1
+        return f"{pattern}{self.uses[pattern]}"
 
     def new_since(self, earlier: "Variables") -> dict[str, Symbol]:
         return {name: symbol for name, symbol in self.bound.items() if name not in earlier.bound}

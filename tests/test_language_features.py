@@ -1,0 +1,82 @@
+"""The language features rule libraries are written with: named patterns (from another file,
+with its own `use` names), optional calls, dims normalised against a rank, `or` in guards, and
+arithmetic folded into templates. Must-match and must-not-match cases are text fixtures in
+tests/language/fixtures, run through `engine test`; what fixtures cannot show is here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.fx.passes.shape_prop import ShapeProp
+
+import engine
+from engine.graphs.errors import GraphError
+from engine.language.load import check_paths
+from engine.language.symbols import PATTERN
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_feature_fixtures_pass_through_engine_test():
+    script = shutil.which("engine", path=str(Path(sys.executable).parent))
+    result = subprocess.run([script, "test", "tests/language/features.rw",
+                             "tests/language/fixtures"], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().splitlines()[-1] == "13 passed, 0 failed"
+
+
+def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used():
+    result = check_paths([str(REPO / "tests" / "language" / "features.rw")])
+    assert not result.diagnostics
+    definitions = [s for s in result.symbols.definitions(
+        str(REPO / "tests" / "language" / "transposes.rw")) if s.kind == PATTERN]
+    assert [s.name for s in definitions] == ["transposed_last"]
+    uses = [o for o in result.symbols.occurrences_of(definitions[0]) if not o.defines]
+    assert [(Path(o.span.source.path).name, o.span.line) for o in uses] == [("features.rw", 18)]
+
+
+RULES = """
+use torch.ops.aten.div.Tensor as div
+use torch.ops.aten.mul.Tensor as mul
+rule reciprocal:
+    match div($x, $s)
+    where is_literal($s) and 1.0 / $s < 0.3
+    replace with mul($x, 1.0 / $s)
+"""
+
+
+def _divisions(*divisors):
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    for divisor in divisors:
+        x = graph.call_function(torch.ops.aten.div.Tensor, (x, divisor))
+    graph.output(x)
+    module = torch.fx.GraphModule(torch.nn.Module(), graph)
+    ShapeProp(module).propagate(torch.randn(4))
+    return module
+
+
+def test_float_arithmetic_in_a_guard_and_folded_in_a_template():
+    module = _divisions(2.0, 4, 8.0)
+    rewritten, _ = engine.rules_from_text(RULES).apply(module)
+    calls = [(n.target, n.args[1]) for n in rewritten.graph.nodes if n.op == "call_function"]
+    # 1 / 2.0 is not below 0.3: left; 1 / 4 and 1 / 8.0 are, and fold to floats
+    assert calls == [(torch.ops.aten.div.Tensor, 2.0), (torch.ops.aten.mul.Tensor, 0.25),
+                     (torch.ops.aten.mul.Tensor, 0.125)]
+
+
+def test_a_template_that_divides_by_zero_is_refused_naming_the_rule_and_the_node():
+    unguarded = RULES.replace("where is_literal($s) and 1.0 / $s < 0.3\n", "")
+    module = _divisions(0.0)
+    before = module.code
+    with pytest.raises(GraphError) as caught:
+        engine.rules_from_text(unguarded).apply(module)
+    assert "rule `reciprocal`" in str(caught.value) and "divides by zero" in str(caught.value)
+    assert "`div_tensor`" in str(caught.value)
+    assert module.code == before
