@@ -114,8 +114,9 @@ def _norm_dim(tensor, dim):
     return dim % tensor.dim()
 
 
-def _as_known(dim, last: int):
-    return UNKNOWN if dim is UNKNOWN else dim == last
+def _is_last_dim(tensor, dim):
+    dim = _norm_dim(tensor, dim)
+    return UNKNOWN if dim is UNKNOWN else dim == tensor.dim() - 1
 
 
 def _is_tensor(context, value):
@@ -175,7 +176,7 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "shape": _of_tensor(lambda t: list(t.shape)),
     "size": _of_tensor(_size),
     "norm_dim": _of_tensor(_norm_dim),
-    "is_last_dim": _of_tensor(lambda t, dim: _as_known(_norm_dim(t, dim), t.dim() - 1)),
+    "is_last_dim": _of_tensor(_is_last_dim),
     "rank": _of_tensor(lambda t: t.dim()),
     "numel": _of_tensor(lambda t: t.numel()),
     "device": _of_tensor(lambda t: t.device.type),

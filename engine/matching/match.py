@@ -77,7 +77,8 @@ def match_value(pattern: checked.ArgPattern, value: object, bindings: Bindings,
         for index, option in enumerate(pattern.options):
             if _attempt(lambda b, m, option=option: match_value(option, value, b, m),
                         bindings, matched):
-                bindings.update(dict.fromkeys(pattern.nones(index)))
+                for name in pattern.nones(index):
+                    bindings[name] = None
                 return True
         return False
     if isinstance(pattern, checked.ListPattern):
@@ -345,7 +346,8 @@ def compile_value(pattern: checked.ArgPattern) -> Callable[[object, Bindings, li
         def one_of(value, bindings, matched):
             for option, nones in options:
                 if _attempt(lambda b, m, option=option: option(value, b, m), bindings, matched):
-                    bindings.update(dict.fromkeys(nones))
+                    for name in nones:  # an optional call's variables, when it is absent
+                        bindings[name] = None
                     return True
             return False
 

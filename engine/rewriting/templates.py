@@ -106,8 +106,8 @@ class TemplatePlanner:
         if all(_is_number(value) for value in values):
             if template.op in ("/", "//", "%") and values[1] == 0:
                 raise self._error(template.span, f"divides by zero ({_format(values[0])} "
-                                                 f"{template.op} {_format(values[1])}): a guard should say "
-                                                 "it is not")
+                                                 f"{template.op} {_format(values[1])}): a guard "
+                                                 "should say it is not")
             return function(*values)
         if template.op == "/" or not all(type(value) is int or isinstance(value, Planned)
                                          for value in values):

@@ -82,7 +82,6 @@ def instances(rule: checked.Rule):
     return instance()
 
 
-# --- the types of arguments, as the schema gives them --------------------------------------------
 def _literal_hints(guards) -> dict[str, list]:
     """The literals each variable is compared with in the guards (`$s in (2, 4)`, `$d == -1`):
     drawn for it often, so that 200 instances meet the values the rule is about. A variable
@@ -115,6 +114,7 @@ def _literal_hints(guards) -> dict[str, list]:
     return hints
 
 
+# --- the types of arguments, as the schema gives them --------------------------------------------
 def _type_of(argument) -> str:
     """An argument's type as text: "Tensor", "Optional[List[int]]", "ScalarType"..."""
     return str(argument.real_type)
@@ -216,10 +216,12 @@ class _Writer:
             if schema_arg.pattern is not None:
                 argument = arguments[schema_arg.param.name]
                 type_text = _type_of(argument)
+                # A tensor or a number (export writes `x * 0.5` as `mul.Tensor(x, 0.5)`),
+                # drawn as either for a variable the guards compare with a number.
                 if (type_text == "Tensor" and takes_numbers_as_tensors(form.overload)
                         and isinstance(schema_arg.pattern, checked.Bind)
                         and schema_arg.pattern.name in self.hints):
-                    type_text = None  # `x * 0.5` is exported as `mul.Tensor(x, 0.5)`
+                    type_text = None
                 given[argument.name] = self.pattern(schema_arg.pattern, type_text)
         return self.arrange(form.overload, given)
 

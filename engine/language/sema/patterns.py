@@ -18,7 +18,7 @@ from ..diagnostics import Note
 from ..names import op_key
 from ..schemas import OP, fits, params_of, read_as, returns_kind
 from .scope import RuleChecks
-from .subpatterns import Expansion, Substituted, expand, needs_variables
+from .subpatterns import Expansion, Substituted, expand, is_local, needs_variables
 
 _STARS = (ast.Keyword, ast.StarVar, ast.StarWildcard, ast.StarStarVar, ast.StarStarWildcard)
 
@@ -236,8 +236,8 @@ class PatternChecker(RuleChecks):
             self.error(call.span, f"pattern `{call.callee}` takes {len(params)} argument"
                                   f"{'s' if len(params) != 1 else ''} ({names}), not "
                                   f"{len(call.args)}", defined_here)
-        elif needs_variables(definition, call):
-            for arg, place in needs_variables(definition, call):
+        elif problems := needs_variables(definition, call):
+            for arg, place in problems:
                 self.error(arg.span, f"pattern `{call.callee}` calls or spreads this "
                                      "parameter: give it a variable",
                            Note(place, "used here"))
@@ -292,17 +292,17 @@ class PatternChecker(RuleChecks):
             new.append(trial.variables.new_since(self.variables))
         first = new[0]
         for option, names in zip(alternatives.options[1:], new[1:]):
-            if _visible(names) != _visible(first):
-                odd = sorted(_visible(names) ^ _visible(first))[0]
+            if _nameable(names) != _nameable(first):
+                odd = sorted(_nameable(names) ^ _nameable(first))[0]
                 self.error(option.span, f"every alternative must bind the same variables; "
                                         f"`${odd}` is bound by some and not others")
         self.variables.adopt(first)
         return checked.OneOf(tuple(options), alternatives.span)
 
 
-def _visible(names) -> set[str]:
-    """The variables a rule can name: not those a sub-pattern keeps to itself (`p1.x`)."""
-    return {name for name in names if "." not in name}
+def _nameable(names) -> set[str]:
+    """The variables a rule can name: not those a sub-pattern keeps to itself."""
+    return {name for name in names if not is_local(name)}
 
 
 def schema_forms(target, positional, kwargs, more: bool, commutative: bool):

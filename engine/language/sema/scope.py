@@ -145,7 +145,7 @@ class Variables:
     ("value", "rest" for `*$x`, "keywords" for `**$x`), then used as that kind."""
 
     def __init__(self, reporter: Reporter, rule: str, bound: dict[str, Symbol] | None = None,
-                 uses: list | None = None):
+                 uses: dict[str, int] | None = None):
         self.reporter = reporter
         self.rule = rule
         self.bound: dict[str, Symbol] = dict(bound or {})

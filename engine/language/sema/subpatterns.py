@@ -75,7 +75,7 @@ def define_patterns(reporter, files_and_scopes) -> dict[str, Definition]:
 
 
 def unused_parameters(pattern: ast.PatternDef) -> list[ast.Var]:
-    used = {var.name for var in _vars(pattern.body)}
+    used = {var.name for var, _ in _vars(pattern.body)}
     return [param for param in pattern.params if param.name not in used]
 
 
@@ -83,32 +83,14 @@ def needs_variables(definition: Definition, use: ast.Call) -> list[tuple[object,
     """The arguments given for parameters the body calls (`$f(...)`) or spreads (`*$xs`),
     which must be variables, and that are not: each with the place in the body."""
     given = dict(zip((param.name for param in definition.pattern.params), use.args))
-    problems = []
-    for var in _vars(definition.pattern.body):
-        arg = given.get(var.name)
-        if not isinstance(var, ast.Var) or var.span not in _plain_var_spans(definition):
-            if arg is not None and not isinstance(arg, ast.Var):
-                problems.append((arg, var.span))
-    return problems
+    return [(given[var.name], var.span) for var, plain in _vars(definition.pattern.body)
+            if not plain and var.name in given and not isinstance(given[var.name], ast.Var)]
 
 
-def _plain_var_spans(definition: Definition) -> set[Span]:
-    """Where the body names a variable as one value (not `$f(...)`, not `*$xs`)."""
-    spans = set()
-
-    def walk(node):
-        if isinstance(node, ast.Var):
-            spans.add(node.span)
-            return
-        if not dataclasses.is_dataclass(node) or isinstance(node, Span):
-            return
-        for field in dataclasses.fields(node):
-            value = getattr(node, field.name)
-            for item in value if isinstance(value, tuple) else (value,):
-                walk(item)
-
-    walk(definition.pattern.body)
-    return spans
+def is_local(name: str) -> bool:
+    """Is this a variable a use of a sub-pattern keeps to itself (`expand` names them
+    `prefix.name`), which no rule can name?"""
+    return "." in name
 
 
 def expand(definition: Definition, use: ast.Call, use_scope, prefix: str):
@@ -147,17 +129,25 @@ def _substitute(node, arguments: dict, prefix: str):
 
 
 def _vars(node):
-    if isinstance(node, (ast.Var, ast.StarVar, ast.StarStarVar)):
-        yield node
-        return
-    if isinstance(node, ast.Call) and node.callee_is_var:
-        yield ast.Var(node.callee_span, node.callee)
+    """Each variable of a body, and whether it stands for one value (not `$f(...)`, `*$xs`)."""
+    if isinstance(node, ast.Var):
+        yield node, True
+    elif isinstance(node, (ast.StarVar, ast.StarStarVar)):
+        yield node, False
+    else:
+        if isinstance(node, ast.Call) and node.callee_is_var:
+            yield ast.Var(node.callee_span, node.callee), False
+        for child in _children(node):
+            yield from _vars(child)
+
+
+def _children(node):
+    """The AST nodes directly inside one (a Span is data, not a child)."""
     if not dataclasses.is_dataclass(node) or isinstance(node, Span):
         return
     for field in dataclasses.fields(node):
         value = getattr(node, field.name)
-        for item in value if isinstance(value, tuple) else (value,):
-            yield from _vars(item)
+        yield from (value if isinstance(value, tuple) else (value,))
 
 
 def within(span: Span, outer: Span) -> bool:
