@@ -205,16 +205,8 @@ class _Explainer:
         orders = [node.args]
         if pattern.commutative and len(node.args) == 2:
             orders.append((node.args[1], node.args[0]))
-        misses = []
-        for args in orders:
-            trial, attempt = dict(bindings), _Explainer(self.progress)
-            miss = attempt.arguments(pattern, node, args, others, trial)
-            if miss is None:
-                bindings.update(trial)
-                self.progress = attempt.progress
-                return None
-            misses.append(miss)
-        return max(misses, key=lambda m: m.progress)
+        return self.first_fit(orders, bindings, lambda attempt, args, trial: attempt.arguments(
+            pattern, node, args, others, trial))
 
     def arguments(self, pattern, node, args, others, bindings) -> Miss | None:
         callee = _callee(pattern)
