@@ -109,6 +109,55 @@ def forward(x: f32[4]):
     assert engine_test(str(rules), str(fixture)).returncode == 0
 
 
+ROUNDED = """\
+use torch.ops.aten.mul.Tensor as mul
+use torch.ops.aten.div.Tensor as div
+use torch.ops.aten.sqrt.default as sqrt
+rule third:
+    match div($x, 3.0)
+    replace with mul($x, 0.333)
+rule root_squared:
+    match mul(sqrt($x), sqrt($x))
+    replace with $x
+"""
+
+ROUNDED_CASES = """\
+# --- case: x / 3 is about x * 0.333
+def forward(x: f32[4]):
+    div: f32[4] = aten.div.Tensor(x, 3.0)
+    return (div,)
+# --- expect
+def forward(x: f32[4]):
+    mul_tensor: f32[4] = aten.mul.Tensor(x, 0.333)
+    return (mul_tensor,)
+# --- case: sqrt(x)^2 is x where it is defined
+def forward(x: f32[64]):
+    sqrt: f32[64] = aten.sqrt.default(x)
+    mul: f32[64] = aten.mul.Tensor(sqrt, sqrt)
+    return (mul,)
+# --- expect
+def forward(x: f32[64]):
+    return (x,)
+"""
+
+
+def test_values_are_held_to_what_the_fired_rules_promise(tmp_path):
+    (tmp_path / "cases.fxt").write_text(ROUNDED_CASES)
+    (tmp_path / "rules.rw").write_text(ROUNDED)
+    result = engine_test("rules.rw", "cases.fxt", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cases.fxt:1: with seed 0, the value differs" in result.stdout
+    assert ("cases.fxt:9: with seed 0, the value is finite where the input graph's is not"
+            in result.stdout)
+    promised = ROUNDED.replace("mul($x, 0.333)\n", "mul($x, 0.333)\n    verify tolerance(rtol=1e-2)\n")
+    (tmp_path / "rules.rw").write_text(promised)
+    result = engine_test("rules.rw", "cases.fxt", cwd=tmp_path)
+    assert result.stdout.rstrip().endswith("1 passed, 1 failed"), result.stdout
+    (tmp_path / "rules.rw").write_text(promised.rstrip("\n") + "\n    verify refines\n")
+    result = engine_test("rules.rw", "cases.fxt", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
 def test_an_expected_error_and_a_report_are_checked(tmp_path):
     fixture = tmp_path / "errors.fxt"
     fixture.write_text("""\

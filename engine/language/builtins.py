@@ -48,6 +48,10 @@ BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
                 True),
     BuiltinInfo("is_last_dim", (TENSOR, SCALAR), BOOL,
                 "whether a dim is a tensor's last one, written -1 or as its index"),
+    BuiltinInfo("broadcasts_to", (TENSOR, TENSOR), BOOL,
+                "whether a tensor broadcasts to another's shape without widening it: "
+                "`broadcasts_to($mask, $scores)` when `$scores + $mask` has the shape of "
+                "`$scores`"),
     BuiltinInfo("rank", (TENSOR,), SCALAR, "the number of dimensions of a tensor", True),
     BuiltinInfo("numel", (TENSOR,), SCALAR, "the number of elements of a tensor", True),
     BuiltinInfo("device", (TENSOR,), STRING, "the device type of a tensor, such as 'cpu'",

@@ -119,6 +119,26 @@ def _is_last_dim(tensor, dim):
     return UNKNOWN if dim is UNKNOWN else dim == tensor.dim() - 1
 
 
+def _broadcasts_to(context, value, target):
+    """Whether `value`'s shape broadcasts to `target`'s, which it leaves as it is: each of its
+    sizes, matched from the last, is 1 or the target's. A symbolic size the shape
+    constraints do not decide makes it unknown."""
+    tensor, into = _tensor(value), _tensor(target)
+    if tensor is None or into is None:
+        return UNKNOWN
+    if tensor.dim() > into.dim():
+        return False
+    verdict = True
+    for size, target_size in zip(reversed(tensor.shape), reversed(into.shape)):
+        if statically_known_true(size == 1) or statically_known_true(size == target_size):
+            continue
+        if not isinstance(size, int) or not isinstance(target_size, int):
+            verdict = UNKNOWN
+        else:
+            return False
+    return verdict
+
+
 def _is_tensor(context, value):
     if isinstance(value, torch.fx.Node):
         value = recorded(value)
@@ -177,6 +197,7 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "size": _of_tensor(_size),
     "norm_dim": _of_tensor(_norm_dim),
     "is_last_dim": _of_tensor(_is_last_dim),
+    "broadcasts_to": _broadcasts_to,
     "rank": _of_tensor(lambda t: t.dim()),
     "numel": _of_tensor(lambda t: t.numel()),
     "device": _of_tensor(lambda t: t.device.type),

@@ -49,6 +49,18 @@ class Allowance:
         return (rtol if self.rtol is None else self.rtol, atol if self.atol is None else self.atol)
 
 
+def allowance_of_rules(promises: list) -> Allowance:
+    """What a program rewritten by several rules is held to: the loosest tolerance they promise
+    (else torch.testing's for the dtype), and each allowance only if every one of them makes
+    it (`promises`: their `checked.Promises`, at least one)."""
+    rtols = [p.rtol for p in promises if p.rtol is not None]
+    atols = [p.atol for p in promises if p.atol is not None]
+    return Allowance(max(rtols, default=None), max(atols, default=None),
+                     refines=bool(promises) and all(p.refines for p in promises),
+                     aliases=bool(promises) and all(p.aliases for p in promises),
+                     unsigned_zeros=bool(promises) and all(p.unsigned_zeros for p in promises))
+
+
 # torch.testing.assert_close's defaults (torch.testing._comparison.default_tolerances).
 _DEFAULT_TOLERANCE = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5),
                       torch.float32: (1.3e-6, 1e-5), torch.float64: (1e-7, 1e-7)}

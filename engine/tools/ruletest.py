@@ -34,6 +34,8 @@ Comment lines that end a section are the reader's: no part of a graph, error or 
 
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -46,7 +48,8 @@ from ..graphs.equivalence import alpha_difference
 from ..graphs.errors import GraphError
 from ..graphs.parse import GraphTextError, parse_graph
 from ..graphs.values import recorded
-from .compare import Allowance, Comparison, Rejected, compare_graphs, random_like
+from .compare import (Allowance, Comparison, Rejected, allowance_of_rules,
+                      compare_graphs, random_like)
 
 _DIRECTIVE = re.compile(r"^# --- (case: .*|expect(: unchanged|: error)?|report|no run)\s*$",
                         re.MULTILINE)
@@ -171,7 +174,8 @@ def run_case(rules, fixture: Path, case: Case) -> Outcome:
         outcome.problems.append(f"{where}: another report:\n"
                                 + _diff("\n".join(case.report) + "\n", "\n".join(report) + "\n"))
     if case.run and difference is None:
-        problem = _same_values(gm, result.module)
+        fired = {match.rule for match in result.report.matches}
+        problem = _same_values(gm, result.module, _allowance(rules, fired))
         if problem is not None:
             outcome.problems.append(f"{where}: {problem}")
     return outcome
@@ -183,19 +187,23 @@ def _diff(expected: str, actual: str) -> str:
 
 
 # --- running both sides --------------------------------------------------------------------------
-# A fixture checks values: the result may be an input itself where the input graph made a copy
-# (a rule for functional graphs), and random normal inputs never meet -0.0.
-_FIXTURE_ALLOWANCE = Allowance(aliases=True, unsigned_zeros=True)
+def _allowance(rules, fired: set[str]) -> Allowance:
+    """What a case's values are held to: what the rules that fired in it promise in their
+    `verify` clauses. Also, the result may be an input itself where the input graph made a copy
+    (a rule for functional graphs), and random normal inputs never meet -0.0."""
+    promised = allowance_of_rules([rule.promises for rule in rules.rules if rule.name in fired])
+    return dataclasses.replace(promised, aliases=True, unsigned_zeros=True)
 
 
-def _same_values(before: torch.fx.GraphModule, after: torch.fx.GraphModule) -> str | None:
+def _same_values(before: torch.fx.GraphModule, after: torch.fx.GraphModule,
+                 allowance: Allowance) -> str | None:
     placeholders = [n for n in before.graph.nodes if n.op == "placeholder"]
     seen = Comparison(sides=("the input graph", "the result"))
     for seed in SEEDS:
         generator = torch.Generator().manual_seed(seed)
         inputs = [random_like(recorded(node, None), generator) for node in placeholders]
         try:
-            difference = compare_graphs(before, after, inputs, _FIXTURE_ALLOWANCE, seen,
+            difference = compare_graphs(before, after, inputs, allowance, seen,
                                         [node.name for node in placeholders])
         except Rejected as error:
             return f"the graphs do not run on random inputs ({error}); mark the case " \

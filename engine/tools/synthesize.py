@@ -74,10 +74,11 @@ def instances(rule: checked.Rule):
     finite = rule.promises.finite
 
     hints = _literal_hints(rule.guards)
+    ranks, same_dtype = _rank_hints(rule.guards), _same_dtype_hints(rule.guards)
 
     @st.composite
     def instance(draw) -> Instance:
-        return _Writer(draw, dtypes, finite, hints).write(rule.pattern)
+        return _Writer(draw, dtypes, finite, hints, ranks, same_dtype).write(rule.pattern)
 
     return instance()
 
@@ -114,6 +115,59 @@ def _literal_hints(guards) -> dict[str, list]:
     return hints
 
 
+def _equalities(guards):
+    """The `==` comparisons every instance must pass: the guards' top-level conjuncts."""
+    def walk(condition):
+        if isinstance(condition, checked.Guard) and condition.op == "==":
+            yield condition
+        elif isinstance(condition, checked.AllOf):
+            for part in condition.items:
+                yield from walk(part)
+
+    for guard in guards:
+        yield from walk(guard)
+
+
+def _of_variable(operand, builtin: str) -> str | None:
+    """`$x` of `builtin($x)`, else None."""
+    if (isinstance(operand, checked.BuiltinCall) and operand.name == builtin
+            and isinstance(operand.args[0], checked.Value)):
+        return operand.args[0].name
+    return None
+
+
+def _rank_hints(guards) -> dict[str, int]:
+    """The ranks the guards ask of variables, `rank($q) == 4`: the base shape is drawn of the
+    largest, and those tensors of their rank, most often the base shape itself (a matmul or a
+    transpose needs more than shapes that broadcast)."""
+    ranks: dict[str, int] = {}
+    for guard in _equalities(guards):
+        for left, right in ((guard.left, guard.right), (guard.right, guard.left)):
+            name = _of_variable(left, "rank")
+            if name and isinstance(right, checked.Const) and type(right.value) is int:
+                ranks[name] = right.value
+    return ranks
+
+
+def _same_dtype_hints(guards) -> dict[str, str]:
+    """Variables the guards ask to be of one dtype, `dtype($k) == dtype($q)`: each -> the
+    first of its group, whose drawn dtype it takes."""
+    leader: dict[str, str] = {}
+
+    def find(name: str) -> str:
+        while leader.get(name, name) != name:
+            name = leader[name]
+        return name
+
+    for guard in _equalities(guards):
+        left, right = _of_variable(guard.left, "dtype"), _of_variable(guard.right, "dtype")
+        if left and right:
+            leader.setdefault(left, left)
+            leader.setdefault(right, right)
+            leader[find(right)] = find(left)
+    return {name: find(name) for name in leader}
+
+
 # --- the types of arguments, as the schema gives them --------------------------------------------
 def _type_of(argument) -> str:
     """An argument's type as text: "Tensor", "Optional[List[int]]", "ScalarType"..."""
@@ -129,16 +183,20 @@ class _Writer:
     """One instance: walks the pattern, drawing each choice, building the graph."""
 
     def __init__(self, draw, dtypes: tuple[torch.dtype, ...], finite: bool,
-                 hints: dict[str, list] | None = None):
+                 hints: dict[str, list] | None = None, ranks: dict[str, int] | None = None,
+                 same_dtype: dict[str, str] | None = None):
         self.draw = draw
         self.hints = hints or {}
+        self.ranks = ranks or {}
+        self.same_dtype = same_dtype or {}
+        self.group_dtypes: dict[str, torch.dtype] = {}
         self.dtypes = dtypes
         self.finite = finite
         self.graph = torch.fx.Graph()
         self.values: dict[torch.fx.Node, object] = {}
         self.names: dict[torch.fx.Node, str] = {}
         self.bound: dict[str, object] = {}
-        self.base = draw(_base_shapes())
+        self.base = draw(_base_shapes(max(self.ranks.values(), default=None)))
         self.last_placeholder: torch.fx.Node | None = None
 
     def write(self, pattern: checked.DagPattern) -> Instance:
@@ -176,7 +234,8 @@ class _Writer:
             self.bound.update(dict.fromkeys(pattern.nones(option)))
             return value
         if isinstance(pattern, checked.ListPattern):
-            inner = _strip(type_text or "", "List") or _strip(type_text or "", "Optional")
+            listed = _strip(type_text or "", "Optional") or type_text or ""  # `int[1]?`
+            inner = _strip(listed, "List")
             items = [self.pattern(item, inner) for item in pattern.items]
             return items + list(self.rest(pattern.rest))
         raise Unsynthesizable(f"cannot write out {type(pattern).__name__}")
@@ -287,8 +346,19 @@ class _Writer:
         return self.draw(drawn)
 
     def tensor(self, name: str) -> torch.fx.Node:
-        dtype = self.draw(st.sampled_from(self.dtypes))
-        shape = self.draw(_broadcastable(self.base))
+        group = self.same_dtype.get(name.lstrip("$"))
+        if group is None:
+            dtype = self.draw(st.sampled_from(self.dtypes))
+        else:
+            if group not in self.group_dtypes:
+                self.group_dtypes[group] = self.draw(st.sampled_from(self.dtypes))
+            dtype = self.group_dtypes[group]
+        rank = self.ranks.get(name.lstrip("$"))
+        if rank is not None and rank <= len(self.base):
+            full = self.base[len(self.base) - rank:]
+            shape = full if self.draw(st.integers(0, 3)) else self.draw(_broadcastable(full, 0))
+        else:
+            shape = self.draw(_broadcastable(self.base))
         # Placeholders go first, in the order drawn, before the calls that use them.
         if self.last_placeholder is None:
             where = self.graph.inserting_before(next(iter(self.graph.nodes), None))
@@ -308,21 +378,25 @@ def _position(overload: OpOverload, name: str) -> int:
 
 
 # --- strategies ----------------------------------------------------------------------------------
-def _base_shapes():
-    """Ranks 0 to 4, sizes 0 to 3, at most MAX_ELEMENTS elements; shrinks towards `[]`."""
+def _base_shapes(rank: int | None = None):
+    """Ranks 0 to 4 (or the one given), sizes 0 to 3, at most MAX_ELEMENTS elements; shrinks
+    towards `[]` (or ones)."""
     def fits(shape: list[int]) -> bool:
         count = 1
         for size in shape:
             count *= size
         return count <= MAX_ELEMENTS
 
+    if rank is not None:
+        return st.lists(st.integers(1, 3), min_size=rank, max_size=rank).filter(fits)
     return st.lists(st.integers(0, 3), max_size=4).filter(fits)
 
 
 @st.composite
-def _broadcastable(draw, base: list[int]) -> list[int]:
-    """The base shape, or one that broadcasts to it: leading dims dropped, some sizes 1."""
-    dropped = draw(st.integers(0, len(base)))
+def _broadcastable(draw, base: list[int], most_dropped: int | None = None) -> list[int]:
+    """The base shape, or one that broadcasts to it: leading dims dropped (at most
+    `most_dropped`), some sizes 1."""
+    dropped = draw(st.integers(0, len(base) if most_dropped is None else most_dropped))
     return [1 if draw(st.booleans()) else size for size in base[dropped:]]
 
 

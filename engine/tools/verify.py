@@ -49,7 +49,8 @@ from ..matching.guards import Context
 from ..rewriting.decide import decide_dag_pass
 from ..rewriting.evaluate import Evaluator
 from .compare import (ALIASES, FAILS, REFINES, SIGNED_ZERO, SOFT, Allowance, Comparison,
-                      Difference, Rejected, compare_gradients, compare_graphs, random_like)
+                      Difference, Rejected, allowance_of_rules, compare_gradients,
+                      compare_graphs, random_like)
 from .extract import Extracted, extract
 from .synthesize import Instance, Unsynthesizable, check_synthesizable, describe_value, instances
 
@@ -475,7 +476,8 @@ def _outside_dtypes(rule: checked.Rule, values: list) -> str | None:
 
 # --- programs ------------------------------------------------------------------------------------
 def _verify_program(ruleset, label: str, model, before, after, fired: set[str]) -> Finding | None:
-    difference, seed, inputs = _program_difference(model, before, after)
+    allow = allowance_of_rules([rule.promises for rule in ruleset.rules if rule.name in fired])
+    difference, seed, inputs = _program_difference(model, before, after, allow)
     if difference is None:
         return None
     culprits = _culprits(ruleset, model, before, fired)
@@ -488,8 +490,9 @@ def _verify_program(ruleset, label: str, model, before, after, fired: set[str]) 
                    sides=("before the rules, it", "after them, it"))
 
 
-def _program_difference(model, before, after):
-    """The first difference of the two programs over the seeds, with its seed and inputs."""
+def _program_difference(model, before, after, allow: Allowance):
+    """The first difference of the two programs over the seeds, held to what the rules that
+    fired promise (`allow`), with its seed and inputs."""
     placeholders = [node for node in before.graph.nodes if node.op == "placeholder"]
     names = [node.name for node in placeholders]
     grad_inputs = _differentiable(model, placeholders)
@@ -498,8 +501,8 @@ def _program_difference(model, before, after):
         generator = torch.Generator().manual_seed(seed)
         inputs = _program_inputs(model, placeholders, generator)
         try:
-            difference = (compare_graphs(before, after, inputs, Allowance(), seen, names)
-                          or compare_gradients(before, after, inputs, grad_inputs, Allowance(),
+            difference = (compare_graphs(before, after, inputs, allow, seen, names)
+                          or compare_gradients(before, after, inputs, grad_inputs, allow,
                                                seen, names))
         except Rejected:
             continue
@@ -548,6 +551,7 @@ def _culprits(ruleset, model, before, fired: set[str]) -> list[checked.Rule]:
             alone = RuleSet([rule]).rewrite(before, _graph_of(model)[1]).module
         except GraphError:
             continue
-        if alone is not before and _program_difference(model, before, alone)[0] is not None:
+        if alone is not before and _program_difference(
+                model, before, alone, allowance_of_rules([rule.promises]))[0] is not None:
             found.append(rule)
     return found
