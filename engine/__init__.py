@@ -25,6 +25,8 @@ with warnings.catch_warnings():
 from .frontends.api import check_rules, load_rules, rules_from_text
 from .frontends.backend import backend
 from .frontends.capture import capture
+from .frontends.torch_export import (install_torch_export_passes, installed_torch_export_rules,
+                                     torch_export_passes, uninstall_torch_export_passes)
 from .graphs.dump import dump
 from .graphs.errors import GraphError
 from .graphs.parse import GraphTextError, load_graph, parse_graph
@@ -46,4 +48,8 @@ __all__ = [
     "load_rules",
     "parse_graph",
     "rules_from_text",
+    "install_torch_export_passes",
+    "installed_torch_export_rules",
+    "torch_export_passes",
+    "uninstall_torch_export_passes",
 ]

@@ -4,4 +4,5 @@
     capture.py    a model -> its raw ExportedProgram, markers in (torch's HOP passes off)
     cli.py        `engine apply | check | dump`
     backend.py    rules as a `torch.compile` backend, on Dynamo's graphs
+    torch_export.py  rules as torch.export's own HOP passes (`engine.torch_export_passes`)
 """
