@@ -35,6 +35,8 @@ class GraphBuilder:
         self.graph = torch.fx.Graph()
         self.env: dict[torch.fx.Node, torch.fx.Node] = {}
         self.attrs: dict[str, object] = {}
+        self.split_names: set[str] = set()  # `submod_N` of each partition torch's split makes
+        self.hop_attrs: list[tuple[torch.fx.Node, int]] = []  # outlined fetches, partition
         # Inside an outlined submodule, `call_module a.b` becomes `call_module a_b`, as in torch.
         self.flatten_module_calls = parent is not None
         if parent is None:
@@ -94,6 +96,8 @@ class GraphBuilder:
             if after_region or structured:
                 partition += 1
                 after_region = False
+            if structured or item.op not in ("placeholder", "output", "get_attr"):
+                self.split_names.add(f"submod_{partition}")  # a partition torch's split makes
             if structured:
                 handler(self, item, partition)
                 after_region = isinstance(item, Region)
@@ -111,6 +115,31 @@ class GraphBuilder:
             name = f"{base}_{index}"
         return name
 
+    def _name_fetches_as_torch_does(self) -> None:
+        """torch fetches a partition's submodule `submod_K` with `graph.get_attr`, in a graph
+        that still holds every partition's `call_module submod_N` node: the fetch gets the
+        first name `submod_M`, M >= K, that no partition, node or earlier fetch has."""
+        if not self.hop_attrs:
+            return
+        taken = {int(name[7:]) for name in
+                 self.split_names | {node.name for node in self.graph.nodes if node.op != "get_attr"}
+                 if name.startswith("submod_") and name[7:].isdigit()}
+        next_free: dict[int, int] = {}  # a taken number -> a number at or past the next free one
+
+        def first_free(number: int) -> int:
+            path = []
+            while number in taken:
+                path.append(number)
+                number = next_free.get(number, number + 1)
+            for step in path:  # compress: the walk past a run of taken numbers is paid once
+                next_free[step] = number
+            return number
+
+        for node, partition in self.hop_attrs:
+            number = first_free(partition)
+            taken.add(number)
+            node._rename(f"submod_{number}")
+
     def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
         """The new graph as a module, taking `template`'s meta and training flag if given.
 
@@ -120,6 +149,7 @@ class GraphBuilder:
         GraphModule each time an enclosing one compiles, so eager submodules would compile once
         per level of nesting.
         """
+        self._name_fetches_as_torch_does()
         module = _LazyGraphModule(self.attrs, self.graph)
         if template is not None:
             module.meta = copy.copy(template.meta)

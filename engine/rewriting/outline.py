@@ -48,6 +48,7 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     graph = parent.graph
     origin = region.origin
     get_attr = graph.get_attr(name)
+    parent.hop_attrs.append((get_attr, partition))
     get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
     leading = _instantiate(action.args, decision.bindings, parent)
     outputs = interface.outputs
