@@ -35,8 +35,12 @@ class GraphBuilder:
         self.graph = torch.fx.Graph()
         self.env: dict[torch.fx.Node, torch.fx.Node] = {}
         self.attrs: dict[str, object] = {}
-        self.split_names: set[str] = set()  # `submod_N` of each partition torch's split makes
-        self.hop_attrs: list[tuple[torch.fx.Node, int]] = []  # outlined fetches, partition
+        # torch names the nodes that call a HOP in its split graph: for naming as it does, the
+        # partitions of that graph, and the fetches and lone getitems outlining built.
+        self.split_seen = False
+        self.split_partitions: dict = {}  # item -> its partition, at the level torch splits
+        self.hop_attrs: list[tuple[torch.fx.Node, int]] = []
+        self.hop_getitems: list[torch.fx.Node] = []
         # Inside an outlined submodule, `call_module a.b` becomes `call_module a_b`, as in torch.
         self.flatten_module_calls = parent is not None
         if parent is None:
@@ -89,20 +93,31 @@ class GraphBuilder:
         The partition number follows torch's `sequential_split`: it grows at each region or
         segment and at the first node after a region, so submodule names match torch's.
         """
-        partition = 0
-        after_region = False
+        partitions = self._partitions(items)
+        if not self.split_seen:  # the graph level torch splits; not a region inlined into it
+            self.split_seen = True
+            self.split_partitions = partitions
+        for item in items:
+            if isinstance(item, (Region, Segment)):
+                handler(self, item, partitions[item])
+            elif item.op != "get_attr":
+                self.copy(item)
+
+    @staticmethod
+    def _partitions(items: list[Item]) -> dict:
+        """The partition torch's `sequential_split` puts each item in (placeholders, the output
+        and `get_attr`s in none): a new one at each region or segment and at the first item
+        after a region."""
+        partitions, partition, after_region = {}, 0, False
         for item in items:
             structured = isinstance(item, (Region, Segment))
             if after_region or structured:
                 partition += 1
                 after_region = False
             if structured or item.op not in ("placeholder", "output", "get_attr"):
-                self.split_names.add(f"submod_{partition}")  # a partition torch's split makes
-            if structured:
-                handler(self, item, partition)
-                after_region = isinstance(item, Region)
-            elif item.op != "get_attr":
-                self.copy(item)
+                partitions[item] = partition
+            after_region = after_region or isinstance(item, Region)
+        return partitions
 
     # --- attributes --------------------------------------------------------------------------
     def fresh_attr_name(self, wanted: str) -> str:
@@ -115,15 +130,31 @@ class GraphBuilder:
             name = f"{base}_{index}"
         return name
 
+    def _name_getitems_as_torch_does(self) -> None:
+        """A HOP with one output is read by a new `getitem` node, which torch creates in its
+        split graph after split_module's own `getitem`s (one an output of each partition with
+        several): it takes the name FX's namespace gives next (`getitem_2` after two)."""
+        if not self.hop_getitems:
+            return
+        namespace = torch.fx.graph._Namespace()
+        for number in range(_split_getitems(self.split_partitions)):
+            namespace.create_name("getitem", None)
+        lone = set(self.hop_getitems)
+        for node in self.graph.nodes:
+            if node not in lone and node.op != "get_attr":
+                namespace.create_name(node.name, None)
+        for node in self.hop_getitems:
+            node._rename(namespace.create_name("getitem", None))
+
     def _name_fetches_as_torch_does(self) -> None:
         """torch fetches a partition's submodule `submod_K` with `graph.get_attr`, in a graph
         that still holds every partition's `call_module submod_N` node: the fetch gets the
         first name `submod_M`, M >= K, that no partition, node or earlier fetch has."""
         if not self.hop_attrs:
             return
-        taken = {int(name[7:]) for name in
-                 self.split_names | {node.name for node in self.graph.nodes if node.op != "get_attr"}
-                 if name.startswith("submod_") and name[7:].isdigit()}
+        taken = set(self.split_partitions.values()) | {
+            int(node.name[7:]) for node in self.graph.nodes if node.op != "get_attr"
+            and node.name.startswith("submod_") and node.name[7:].isdigit()}
         next_free: dict[int, int] = {}  # a taken number -> a number at or past the next free one
 
         def first_free(number: int) -> int:
@@ -150,8 +181,24 @@ class GraphBuilder:
         per level of nesting.
         """
         self._name_fetches_as_torch_does()
+        self._name_getitems_as_torch_does()
         module = _LazyGraphModule(self.attrs, self.graph)
         if template is not None:
             module.meta = copy.copy(template.meta)
             module.train(template.training)
         return module
+
+
+def _split_getitems(partitions: dict) -> int:
+    """How many `getitem` nodes split_module makes in its graph for these partitions: one for
+    each output of a partition with several, an output being a value made there and used in
+    another partition or returned."""
+    owner = {}
+    for item, number in partitions.items():
+        for node in (item.nodes() if isinstance(item, (Region, Segment)) else (item,)):
+            owner[node] = number
+    outputs: dict[int, int] = {}
+    for node, number in owner.items():
+        if any(owner.get(user, -1) != number for user in node.users):
+            outputs[number] = outputs.get(number, 0) + 1
+    return sum(count for count in outputs.values() if count > 1)

@@ -62,6 +62,8 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
                                  name=value.name if len(outputs) > 1 else None)
         item.meta = copy.copy(value.meta)
         parent.env[value] = item
+        if len(outputs) == 1:
+            parent.hop_getitems.append(item)  # named once the graph is built, as torch names it
 
 
 def _instantiate(args: tuple[checked.TemplateArg, ...], bindings: dict, builder: GraphBuilder):
