@@ -9,8 +9,10 @@ simplest one that still fails:
 - which option of each `|`, which form of each call (overload; for `commutative`, the order);
 - each tensor's dtype (from the rule's `dtypes`, else float32, float16, bfloat16, float64, int64,
   int32, bool), its shape (one base shape of rank 0 to 4 and sizes 0 to 3, each tensor the base
-  or a shape broadcastable to it) and its values (floats include 0, -0.0, negatives, huge, inf
+  or a shape broadcastable to it; of the rank a guard asks, `rank($q) == 4`, mostly the base
+  itself) and its values (floats include 0, -0.0, negatives, huge, inf
   and nan, the last two not if the rule promises `finite`; integers their extremes);
+- one dtype for the tensors a guard asks to share it (`dtype($k) == dtype($q)`);
 - each number, by what the op's schema takes there: small ints for `int` (dims), any float for
   `float`, either for `Scalar`, a dtype for `ScalarType`, None or a value for an optional.
 Arguments the pattern leaves to their defaults are left out. `$f(...)` (any op) cannot be
@@ -379,8 +381,8 @@ def _position(overload: OpOverload, name: str) -> int:
 
 # --- strategies ----------------------------------------------------------------------------------
 def _base_shapes(rank: int | None = None):
-    """Ranks 0 to 4 (or the one given), sizes 0 to 3, at most MAX_ELEMENTS elements; shrinks
-    towards `[]` (or ones)."""
+    """Ranks 0 to 4 and sizes 0 to 3 (or the rank given, sizes 1 to 3), at most MAX_ELEMENTS
+    elements; shrinks towards `[]` (or all ones)."""
     def fits(shape: list[int]) -> bool:
         count = 1
         for size in shape:
