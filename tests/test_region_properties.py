@@ -9,9 +9,10 @@ or holding statements that use a parameter (`x = x @ w`, so that a lost grad mod
 is captured (markers in), rewritten by the rules, and by torch's passes on a copy. Then:
 
 - ours behaves as eager does: outputs, which outputs require grad, gradients, buffers;
-- where torch's program behaves as eager does too (and saves and loads), ours is torch's: the same graphs up to names
-  always, and the same generated code and signature where the program does not mix grad-mode
-  and autocast blocks (where it does, torch names from two split graphs; see the README).
+- where torch's program behaves as eager does too (and saves and loads), ours is torch's: the
+  same graphs up to names always, and the same generated code and signature where the program
+  does not mix grad-mode and autocast blocks (where it does, torch names from two split graphs;
+  see the README).
 
 CI runs a fixed, derandomized set of examples; `scripts/nightly` runs more with fresh seeds.
 """

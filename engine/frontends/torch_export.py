@@ -12,8 +12,8 @@ Three ways in:
 - `engine.install_torch_export_passes(rules=...)` for the rest of the process
   (`uninstall_torch_export_passes()` undoes it);
 - the environment variable `FX_REWRITE_EXPORT_RULES` (`1` for the bundled rules, or a rule
-  file's path), read when torch is imported (`engine_autoload`, beside the package), so that a program
-  that never imports `engine` exports with the rules.
+  file's path), read when torch is imported (`engine_autoload`, beside the package), so that
+  a program that never imports `engine` exports with the rules.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 import torch._export.passes.replace_autocast_with_hop_pass as _autocast_pass
 import torch._export.passes.replace_set_grad_with_hop_pass as _set_grad_pass
 
-ENVIRONMENT_VARIABLE = "FX_REWRITE_EXPORT_RULES"
 TORCH_PASSES = (_set_grad_pass.replace_set_grad_with_hop_pass,
                 _autocast_pass.replace_autocast_with_hop_pass)
 

@@ -77,7 +77,7 @@ class FxgLexer(RegexLexer):
             (words(("return", "signature", "input", "output", "get_attr", "module",
                     "method"), suffix=r"\b"), Keyword),
             (words(("True", "False", "None"), suffix=r"\b"), Keyword.Constant),
-            (rf"[a-z]+\d*(?=\[)", Keyword.Type),  # f32[4, 8], bf16[s0]
+            (r"[a-z]+\d*(?=\[)", Keyword.Type),  # f32[4, 8], bf16[s0]
             (rf"{NAME}(?:\.{NAME})+", Name.Function),  # aten.mul.Tensor, operator.getitem
             (r"[A-Z][A-Z_]+\b", Name.Constant),  # USER_INPUT, PARAMETER
             (r'"(\\.|[^"\\\n])*"', String.Double),

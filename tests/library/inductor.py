@@ -166,8 +166,8 @@ def row(family: Family, theirs: Result, mine: Result) -> str:
 
 
 def table() -> str:
-    rows = ["| attention written as | Inductor fuses | its numbers | our rules fuse | our numbers |",
-            "|---|---|---|---|---|"]
+    rows = ["| attention written as | Inductor fuses | its numbers | our rules fuse "
+            "| our numbers |", "|---|---|---|---|---|"]
     rows += [row(family, inductor(family), ours(family)) for family in FAMILIES]
     return "\n".join(rows)
 
