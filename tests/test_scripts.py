@@ -1,0 +1,70 @@
+"""The scripts and benchmarks the README gives commands for, run as a user runs them (through
+their process, at small sizes here): each prints its table and exits 0. The benchmarks check
+their own results (ours against torch's, the same graph and numbers) before they print."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str, cwd: Path = REPO) -> list[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+def test_bench_dag_prints_its_ratios_against_torchs_matchers():
+    lines = run(sys.executable, "benchmarks/bench_dag.py", "--occurrences", "20",
+                "--inductor-max", "20", "--replace-pattern-max", "20")
+    header = next(index for index, line in enumerate(lines)
+                  if line.split()[:2] == ["matches", "nodes"])
+    row = lines[header + 1].split()
+    assert row[:2] == ["20", "63"] and row[-1].endswith("x") and row[-3].endswith("x")
+
+
+def test_bench_hop_passes_prints_each_pass_against_torchs():
+    lines = run(sys.executable, "benchmarks/bench_hop_passes.py", "--links", "3",
+                "--torch-max", "3")
+    for kind in ("autocast", "set_grad", "mixed"):
+        at = next(index for index, line in enumerate(lines) if line.startswith(f"{kind}:"))
+        row = lines[at + 2].split()
+        assert row[0] == "3" and row[-1].endswith("x"), lines[at:at + 3]
+
+
+def test_bench_export_prints_export_times_with_torchs_passes_and_ours():
+    lines = run(sys.executable, "benchmarks/bench_export.py", "--layers", "1", "--runs", "1")
+    assert lines[-2].split()[:2] == ["layers", "nodes"]
+    row = lines[-1].split()
+    assert row[0] == "1" and row[-1].endswith("x") and "|" in row
+
+
+STAND_IN = '''
+import sys
+import torch
+
+
+def test_set_grad_export_runs_the_rules():
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            with torch.no_grad():
+                return x.sin()
+
+    torch.export.export(Model(), (torch.randn(2),))
+    assert sys.modules["engine"].installed_torch_export_rules().name == "export.rw"
+
+
+def test_not_selected():
+    raise AssertionError("outside the set-grad, autocast and split tests")
+'''
+
+
+def test_torch_pass_tests_runs_a_test_file_with_the_rules_installed(tmp_path):
+    """A stand-in for PyTorch's test/export/test_passes.py (not in this repository)."""
+    (tmp_path / "test_passes.py").write_text(STAND_IN)
+    lines = run(str(REPO / "scripts" / "torch_pass_tests"), str(tmp_path / "test_passes.py"),
+                cwd=tmp_path)
+    assert "1 passed, 1 deselected" in lines[-1]
