@@ -259,6 +259,25 @@ class BufferMutationOnly(nn.Module):
         return x + 1
 
 
+class ChunksAroundAutocast(nn.Module):
+    """`getitem` nodes outside the regions and a region with several outputs (as
+    ChunksAroundNoGrad in tests/grad_models.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) / 8)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        with torch.autocast(**BF16):
+            c, d = (a @ self.w[:4]).chunk(2, dim=1)
+            e = b @ self.w[4:]
+        f, g = (c * d).float().chunk(2, dim=0)
+        with torch.autocast(**BF16):
+            h = f @ self.w[:4]
+        return f, g, e, h
+
+
 class CondInsideRegion(nn.Module):
     def forward(self, x, w):
         with torch.autocast(**BF16):
@@ -268,6 +287,7 @@ class CondInsideRegion(nn.Module):
 
 
 CASES = [
+    Case("chunks_around_autocast", ChunksAroundAutocast, x(4, 8)),
     Case("single_region", SingleRegion, x(4, 8)),
     Case("nested_three_deep", NestedThreeDeep, x(4, 8)),
     Case("disabled_inside_enabled", DisabledInsideEnabled, x(8, 8)),

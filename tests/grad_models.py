@@ -118,6 +118,21 @@ class NoGradInCondBranch(WithWeight):
         return torch.cond(x.sum() > 0, true_fn, false_fn, (x,))
 
 
+class ChunksAroundNoGrad(WithWeight):
+    """`getitem` nodes outside the regions, and regions with several outputs: torch's split graph
+    holds a `getitem` per output first, so the copies of these become `getitem_7` and on."""
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        with torch.no_grad():
+            c, d = (a @ self.w[:4]).chunk(2, dim=1)
+            e = b + 1
+        f, g = (c * d).chunk(2, dim=0)
+        with torch.no_grad():
+            h = f.sum()
+        return f, g, e, h
+
+
 class ManySegments(WithWeight):
     def forward(self, x):
         for i in range(50):
@@ -127,6 +142,7 @@ class ManySegments(WithWeight):
 
 
 GRAD_CASES = [
+    Case("chunks_around_no_grad", ChunksAroundNoGrad, lambda: (torch.randn(4, 8),)),
     Case("no_grad", NoGrad, lambda: (torch.randn(4, 8),)),
     Case("enable_grad_inside_no_grad", EnableGradInsideNoGrad, lambda: (torch.randn(4, 8),)),
     Case("enable_grad_under_ambient_no_grad", EnableGradUnderAmbientNoGrad,

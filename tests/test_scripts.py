@@ -57,6 +57,16 @@ def test_set_grad_export_runs_the_rules():
     assert sys.modules["engine"].installed_torch_export_rules().name == "export.rw"
 
 
+def test_set_grad_and_torchs_helpers():
+    from torch._export.passes import replace_with_hop_pass_util
+    try:
+        replace_with_hop_pass_util._replace_with_hop_helper(None, None, None)
+    except AssertionError as error:
+        assert "ran, not the rules" in str(error)
+    else:
+        raise AssertionError("torch's helper ran")
+
+
 def test_not_selected():
     raise AssertionError("outside the set-grad, autocast and split tests")
 '''
@@ -67,4 +77,6 @@ def test_torch_pass_tests_runs_a_test_file_with_the_rules_installed(tmp_path):
     (tmp_path / "test_passes.py").write_text(STAND_IN)
     lines = run(str(REPO / "scripts" / "torch_pass_tests"), str(tmp_path / "test_passes.py"),
                 cwd=tmp_path)
-    assert "1 passed, 1 deselected" in lines[-1]
+    assert "2 passed, 1 deselected" in lines[-1]
+    assert any(line.endswith("export.rw ran 1 times as torch.export's HOP passes; torch's pass "
+                             "helpers never ran") for line in lines)

@@ -45,15 +45,15 @@ class Rewriter:
     def _leave(self, builder: GraphBuilder, item: Region | Segment) -> None:
         if isinstance(item, Segment):
             if item.continued:  # a fresh copy: the original marker lies in an earlier segment
-                builder.graph.node_copy(item.marker, builder.value)
+                builder.copy_of(item.marker, builder.value)
             else:
                 builder.copy(item.marker)
             builder.emit(item.items, self)
             return
         opened = builder.copy(item.opener) if item.first else \
-            builder.graph.node_copy(item.opener, builder.value)
+            builder.copy_of(item.opener, builder.value)
         builder.emit(item.items, self)
-        closed = builder.graph.node_copy(  # this piece's closer closes this piece's opener
+        closed = builder.copy_of(  # this piece's closer closes this piece's opener
             item.closer, lambda arg: opened if arg is item.opener else builder.value(arg))
         if item.last:
             builder.env[item.closer] = closed

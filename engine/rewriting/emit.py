@@ -9,6 +9,15 @@ builder for a submodule's graph.
 `get_attr` nodes are not copied where they stand: they are created where first used, once per
 graph, so a module attribute used only inside a region moves into that region's submodule and
 one no longer used anywhere disappears (what torch's `split_module` does too).
+
+Names: at a graph level that torch splits (one holding regions or segments), every node is named
+as torch's split graph names it. torch builds that graph with a `call_module submod_N` for each
+partition and a `getitem` for each output of a partition with several, and only then replaces
+each call with a HOP or with the partition's nodes, in order. A node built later that asks for a
+name one of those took gets another (a `getitem` copied after two split `getitem`s becomes
+`getitem_2`; a fetch asking for `submod_1` gets the next number past the partitions' and the
+earlier fetches'). The builder keeps a second FX namespace that holds those names too
+(`_TorchNames`) and creates each node with the name it gives, in the order torch creates them.
 """
 
 from __future__ import annotations
@@ -35,12 +44,8 @@ class GraphBuilder:
         self.graph = torch.fx.Graph()
         self.env: dict[torch.fx.Node, torch.fx.Node] = {}
         self.attrs: dict[str, object] = {}
-        # torch names the nodes that call a HOP in its split graph: for naming as it does, the
-        # partitions of that graph, and the fetches and lone getitems outlining built.
-        self.split_seen = False
-        self.split_partitions: dict = {}  # item -> its partition, at the level torch splits
-        self.hop_attrs: list[tuple[torch.fx.Node, int]] = []
-        self.hop_getitems: list[torch.fx.Node] = []
+        self.split_seen = False  # the first `emit` is the level torch splits, if anything is
+        self.torch_names: _TorchNames | None = None  # at a level torch splits
         # Inside an outlined submodule, `call_module a.b` becomes `call_module a_b`, as in torch.
         self.flatten_module_calls = parent is not None
         if parent is None:
@@ -66,20 +71,38 @@ class GraphBuilder:
         if new is _UNBUILT:
             if old.op != "get_attr":  # the decisions are closed: this cannot happen
                 raise AssertionError(f"internal error: `{old.name}` used before it was built")
-            new = self.graph.get_attr(old.target)
+            new = self.graph.create_node(
+                "get_attr", old.target, name=self.name_for(self.graph._target_to_str(old.target)))
             new.meta = copy.copy(old.meta)
             self.attrs[old.target] = self._old_attr(old.target)
             self.env[old] = new
         return new
 
     def copy(self, old: torch.fx.Node) -> torch.fx.Node:
-        new = self.graph.node_copy(old, self.value)
+        new = self.copy_of(old, self.value)
         if old.op == "call_module":
             target = old.target.replace(".", "_") if self.flatten_module_calls else old.target
             new.target = target
             self.attrs[target] = self._old_attr(old.target)
         self.env[old] = new
         return new
+
+    def copy_of(self, old: torch.fx.Node, value: Callable) -> torch.fx.Node:
+        """A new node like `old` (`Graph.node_copy`), its arguments mapped by `value`, named as
+        torch names its copy."""
+        args = torch.fx.map_arg(old.args, value)
+        kwargs = torch.fx.map_arg(old.kwargs, value)
+        new = self.graph.create_node(old.op, old.target, args, kwargs, self.name_for(old.name),
+                                     old.type)
+        new.meta = copy.copy(old.meta)
+        return new
+
+    def name_for(self, candidate: str | None) -> str | None:
+        """The name torch's split graph gives a node asking for `candidate` now; at a level torch
+        does not split, `candidate` (FX then names the node as torch's copy is named)."""
+        if self.torch_names is None or candidate is None:
+            return candidate
+        return self.torch_names.take(candidate)
 
     def _old_attr(self, target: str) -> object:
         value = fetch_attr(self.old_module, target)
@@ -96,11 +119,12 @@ class GraphBuilder:
         partitions = self._partitions(items)
         if not self.split_seen:  # the graph level torch splits; not a region inlined into it
             self.split_seen = True
-            self.split_partitions = partitions
+            if handler is not None and any(isinstance(item, (Region, Segment)) for item in items):
+                self._split(items, partitions)
         for item in items:
             if isinstance(item, (Region, Segment)):
                 handler(self, item, partitions[item])
-            elif item.op != "get_attr":
+            elif item.op != "get_attr" and item not in self.env:  # placeholders: by `_split`
                 self.copy(item)
 
     @staticmethod
@@ -130,46 +154,16 @@ class GraphBuilder:
             name = f"{base}_{index}"
         return name
 
-    def _name_getitems_as_torch_does(self) -> None:
-        """A HOP with one output is read by a new `getitem` node, which torch creates in its
-        split graph after split_module's own `getitem`s (one an output of each partition with
-        several): it takes the name FX's namespace gives next (`getitem_2` after two)."""
-        if not self.hop_getitems:
-            return
-        namespace = torch.fx.graph._Namespace()
-        for number in range(_split_getitems(self.split_partitions)):
-            namespace.create_name("getitem", None)
-        lone = set(self.hop_getitems)
-        for node in self.graph.nodes:
-            if node not in lone and node.op != "get_attr":
-                namespace.create_name(node.name, None)
-        for node in self.hop_getitems:
-            node._rename(namespace.create_name("getitem", None))
-
-    def _name_fetches_as_torch_does(self) -> None:
-        """torch fetches a partition's submodule `submod_K` with `graph.get_attr`, in a graph
-        that still holds every partition's `call_module submod_N` node: the fetch gets the
-        first name `submod_M`, M >= K, that no partition, node or earlier fetch has."""
-        if not self.hop_attrs:
-            return
-        taken = set(self.split_partitions.values()) | {
-            int(node.name[7:]) for node in self.graph.nodes if node.op != "get_attr"
-            and node.name.startswith("submod_") and node.name[7:].isdigit()}
-        next_free: dict[int, int] = {}  # a taken number -> a number at or past the next free one
-
-        def first_free(number: int) -> int:
-            path = []
-            while number in taken:
-                path.append(number)
-                number = next_free.get(number, number + 1)
-            for step in path:  # compress: the walk past a run of taken numbers is paid once
-                next_free[step] = number
-            return number
-
-        for node, partition in self.hop_attrs:
-            number = first_free(partition)
-            taken.add(number)
-            node._rename(f"submod_{number}")
+    def _split(self, items: list[Item], partitions: dict) -> None:
+        """Names as torch's split graph of this level holds them before its HOP pass runs: the
+        nodes built so far (placeholders), then each partition's `submod_N` and split getitems.
+        The top level's placeholders are items: they are named first, as they stand."""
+        placeholders = [item for item in items
+                        if not isinstance(item, (Region, Segment)) and item.op == "placeholder"]
+        for placeholder in placeholders:
+            self.copy(placeholder)
+        self.torch_names = _TorchNames(
+            [node.name for node in self.graph.nodes], partitions)
 
     def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
         """The new graph as a module, taking `template`'s meta and training flag if given.
@@ -180,8 +174,6 @@ class GraphBuilder:
         GraphModule each time an enclosing one compiles, so eager submodules would compile once
         per level of nesting.
         """
-        self._name_fetches_as_torch_does()
-        self._name_getitems_as_torch_does()
         module = _LazyGraphModule(self.attrs, self.graph)
         if template is not None:
             module.meta = copy.copy(template.meta)
@@ -189,9 +181,37 @@ class GraphBuilder:
         return module
 
 
-def _split_getitems(partitions: dict) -> int:
-    """How many `getitem` nodes split_module makes in its graph for these partitions: one for
-    each output of a partition with several, an output being a value made there and used in
+class _TorchNames:
+    """The FX namespace of torch's split graph of one level: what names are taken, and the
+    `getitem`s split_module made for each partition with several outputs, which the HOP pass
+    renames to the outputs' names."""
+
+    def __init__(self, built: list[str], partitions: dict):
+        self.namespace = torch.fx.graph._Namespace()
+        for name in built:
+            self.namespace.create_name(name, None)
+        outputs = _partition_outputs(partitions)
+        self.split_getitems: dict[int, list[str]] = {}
+        for number in sorted(set(partitions.values())):
+            self.namespace.create_name(f"submod_{number}", None)
+            if outputs.get(number, 0) > 1:
+                self.split_getitems[number] = [self.namespace.create_name("getitem", None)
+                                               for _ in range(outputs[number])]
+
+    def take(self, candidate: str) -> str:
+        return self.namespace.create_name(candidate, None)
+
+    def output_getitem(self, partition: int, index: int, candidate: str) -> str:
+        """The name of output `index` of a HOP with several: torch renames split_module's getitem
+        to `candidate`, which keeps its name if it already has that one."""
+        split = self.split_getitems.get(partition, ())
+        if index < len(split) and split[index] == candidate:
+            return candidate
+        return self.take(candidate)
+
+
+def _partition_outputs(partitions: dict) -> dict[int, int]:
+    """How many outputs split_module gives each partition: values made there and used in
     another partition or returned."""
     owner = {}
     for item, number in partitions.items():
@@ -201,4 +221,4 @@ def _split_getitems(partitions: dict) -> int:
     for node, number in owner.items():
         if any(owner.get(user, -1) != number for user in node.users):
             outputs[number] = outputs.get(number, 0) + 1
-    return sum(count for count in outputs.values() if count > 1)
+    return outputs

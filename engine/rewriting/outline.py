@@ -47,23 +47,32 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     handler.contexts[id(submodule)] = decision.body_context
     graph = parent.graph
     origin = region.origin
-    get_attr = graph.get_attr(name)
-    parent.hop_attrs.append((get_attr, partition))
+    # torch fetches the partition's submodule by its split name: the fetch is named after it
+    get_attr = graph.create_node("get_attr", name, name=parent.name_for(f"submod_{partition}"))
     get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
     leading = _instantiate(action.args, decision.bindings, parent)
     outputs = interface.outputs
     call = graph.create_node(
         "call_function", action.hop,
         (*leading, get_attr, *(parent.value(value) for value in interface.inputs)), {},
-        name=outputs[0].name if len(outputs) == 1 else None)
+        name=parent.name_for(outputs[0].name if len(outputs) == 1 else graph._target_to_str(
+            action.hop)))
     call.meta.update(_hop_meta(action.hop, origin, outputs))
     for index, value in enumerate(outputs):
         item = graph.create_node("call_function", operator.getitem, (call, index), {},
-                                 name=value.name if len(outputs) > 1 else None)
+                                 name=_getitem_name(parent, partition, index, value, outputs))
         item.meta = copy.copy(value.meta)
         parent.env[value] = item
-        if len(outputs) == 1:
-            parent.hop_getitems.append(item)  # named once the graph is built, as torch names it
+
+
+def _getitem_name(parent: GraphBuilder, partition: int, index: int, value, outputs) -> str | None:
+    """torch names the getitems of a HOP with several outputs after them; a HOP with one gets a
+    new `getitem`."""
+    if len(outputs) == 1:
+        return parent.name_for("getitem")
+    if parent.torch_names is None:
+        return value.name
+    return parent.torch_names.output_getitem(partition, index, value.name)
 
 
 def _instantiate(args: tuple[checked.TemplateArg, ...], bindings: dict, builder: GraphBuilder):
