@@ -36,3 +36,12 @@ class TextSnapshot(SingleFileSnapshotExtension):
 @pytest.fixture
 def snapshot(snapshot):
     return snapshot.with_defaults(extension_class=TextSnapshot)
+
+
+@pytest.fixture(autouse=True)
+def _colour_from_the_terminal_only(monkeypatch):
+    """The CLI colours where FORCE_COLOR asks (`engine.frontends.colour`); tests compare plain
+    text, so a FORCE_COLOR or NO_COLOR in the developer's environment must not reach them.
+    Tests of colour set what they need themselves."""
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)

@@ -42,6 +42,15 @@ def test_bench_export_prints_export_times_with_torchs_passes_and_ours():
     assert row[0] == "1" and row[-1].endswith("x") and "|" in row
 
 
+def test_bench_lsp_prints_diagnostics_round_trips_from_the_server_process():
+    lines = run(sys.executable, "benchmarks/bench_lsp.py", "--files", "rules/export.rw",
+                "--changes", "4", "--warmup", "2")
+    assert lines[0].split()[:2] == ["file", "lines"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == ["rules/export.rw"] * 3
+    assert all(row[-1] in ("yes", "NO") and float(row[-3]) > 0 for row in rows)
+
+
 STAND_IN = '''
 import sys
 import torch

@@ -1,8 +1,9 @@
 """The command line: `engine apply`, `engine explain`, `engine test`, `engine verify`,
-`engine check`, `engine dump`.
+`engine check`, `engine dump`, `engine lsp`.
 
 Input: argv. Output: text on stdout (dumps, diffs, check results), diagnostics and reports on
-stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
+stderr, coloured where the stream is a terminal (`engine.frontends.colour`), and the exit status:
+0 success, 1 errors in rules or graphs, 2 usage.
 
     engine apply RULES... MODEL [-o OUT.pt2] [--diff] [--explain]
     engine explain RULES... MODEL [--rule NAME] [--node NAME] [--all] [--json]
@@ -10,6 +11,7 @@ stderr, and the exit status: 0 success, 1 errors in rules or graphs, 2 usage.
     engine verify RULES... [MODEL...] [--examples N] [--seed S]
     engine check RULES... [--verbose]
     engine dump MODEL
+    engine lsp
 
 MODEL is `FILE.py:NAME`, a callable in a Python file that returns `(module, args)`,
 `(module, args, kwargs)` or `(module, args, kwargs, dynamic_shapes)`, captured with torch's HOP
@@ -27,6 +29,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from engine.frontends.colour import DIAGNOSTICS, DIFF, GRAPH, JSON, REPORT, paint
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -47,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return options.run(options)
     except UsageError as error:
-        print(f"engine {options.command}: error: {error}", file=sys.stderr)
+        print(paint(f"engine {options.command}: error: {error}", DIAGNOSTICS, sys.stderr),
+              file=sys.stderr)
         return USAGE_ERROR
     except Exception as error:  # RuleError, GraphError, failures of the user's model
         if getattr(options, "traceback", False):
             traceback.print_exc()
-        print(_describe_failure(error), file=sys.stderr)
+        print(paint(_describe_failure(error), DIAGNOSTICS, sys.stderr), file=sys.stderr)
         return FAILURE
 
 
@@ -135,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("model", metavar="MODEL", help="FILE.py:NAME, FILE.pt2 or FILE.fxg")
     dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     dump.set_defaults(run=_dump)
+
+    lsp = commands.add_parser(
+        "lsp", help="run the language server for rule files (LSP on stdio)",
+        description="Speak the Language Server Protocol on stdin and stdout: diagnostics, hover, "
+                    "go to definition, completion and document symbols for .rw files. Needs "
+                    "pygls: pip install .[lsp]")
+    lsp.set_defaults(run=_lsp)
     return parser
 
 
@@ -155,16 +167,18 @@ def _apply(options) -> int:
     after = engine.dump(rewritten)
     if options.diff:
         before = engine.dump(program)
-        sys.stdout.writelines(difflib.unified_diff(
+        diff = "".join(difflib.unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True),
             f"{target} (before)", f"{target} (after)"))
+        sys.stdout.write(paint(diff, DIFF, sys.stdout))
     else:
-        sys.stdout.write(after)
-    print(report.render(rules.rules), file=sys.stderr)
+        sys.stdout.write(paint(after, GRAPH, sys.stdout))
+    print(paint(report.render(rules.rules), REPORT, sys.stderr), file=sys.stderr)
     if options.explain:
         from engine.tools.explain import render_near_misses
 
-        print(render_near_misses(rules.explain(program), rules, report), file=sys.stderr)
+        near_misses = render_near_misses(rules.explain(program), rules, report)
+        print(paint(near_misses, REPORT, sys.stderr), file=sys.stderr)
     if options.output:
         if options.output.endswith(GRAPH_TEXT):
             Path(options.output).write_text(after)
@@ -187,7 +201,10 @@ def _explain(options) -> int:
     if options.rule and options.rule not in {rule.name for rule in rules.rules}:
         raise UsageError(f"no rule `{options.rule}` in {', '.join(rule_paths)}")
     explanations = rules.explain(_capture(target), options.rule, options.node, options.all)
-    print(as_json(explanations) if options.json else render(explanations, rules))
+    if options.json:
+        print(paint(as_json(explanations), JSON, sys.stdout))
+    else:
+        print(paint(render(explanations, rules), REPORT, sys.stdout))
     return 0
 
 
@@ -237,7 +254,7 @@ def _check(options) -> int:
 
     rules, diagnostics = check_rules(*_existing(options.rules))
     if diagnostics:
-        print(render_all(diagnostics), file=sys.stderr)
+        print(paint(render_all(diagnostics), DIAGNOSTICS, sys.stderr), file=sys.stderr)
         return FAILURE
     for rule in rules if options.verbose else ():
         print(describe_rule(rule))
@@ -249,7 +266,21 @@ def _check(options) -> int:
 def _dump(options) -> int:
     import engine
 
-    sys.stdout.write(engine.dump(_capture(options.model)))
+    sys.stdout.write(paint(engine.dump(_capture(options.model)), GRAPH, sys.stdout))
+    return 0
+
+
+def _lsp(options) -> int:
+    # pygls is an extra: the rest of the command line runs without it.
+    try:
+        from engine.tools.lsp import serve
+    except ImportError as error:
+        if (error.name or "").split(".")[0] not in ("pygls", "lsprotocol", "cattrs", "attrs"):
+            raise
+        print(paint(f"engine lsp: error: the language server needs pygls ({error}); install "
+                    "it with `pip install .[lsp]`", DIAGNOSTICS, sys.stderr), file=sys.stderr)
+        return FAILURE
+    serve()
     return 0
 
 

@@ -40,9 +40,10 @@ def check_paths(paths: list[str | Path]) -> CheckResult:
     return files.check()
 
 
-def check_sources(sources: list[Source]) -> CheckResult:
-    """Root files given as text."""
-    files = _Files()
+def check_sources(sources: list[Source], open_texts: dict[str, str] | None = None) -> CheckResult:
+    """Root files given as text. `open_texts` (by `file_key`): the text of files an editor holds
+    open, read instead of the disk where an include names one."""
+    files = _Files(open_texts or {})
     for source in sources:
         files.add_source(source)
     return files.check()
@@ -85,7 +86,8 @@ def _at_offset(source: Source, data: bytes, message: str) -> Diagnostic:
 class _Files:
     """Every file reached from the roots through includes, parsed once each."""
 
-    def __init__(self):
+    def __init__(self, open_texts: dict[str, str] | None = None):
+        self.open_texts = open_texts or {}  # by file key: what an editor holds, not the disk
         self.parsed: dict[str, ast.RuleFile] = {}  # by file key
         self.shown: dict[str, str] = {}  # file key -> the path diagnostics show
         self.roots: list[str] = []  # file keys
@@ -102,7 +104,9 @@ class _Files:
             self.roots.append(key)
         if key in self.parsed:
             return
-        source, problem = decode(path, Path(path).read_bytes())
+        text = self.open_texts.get(key)
+        data = Path(path).read_bytes() if text is None else text.encode("utf-8", "surrogatepass")
+        source, problem = decode(path, data)
         self._add(key, source, problem, chain)
 
     def add_source(self, source: Source) -> None:
