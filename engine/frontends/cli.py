@@ -11,6 +11,7 @@ stderr, coloured where the stream is a terminal (`engine.frontends.colour`), and
     engine verify RULES... [MODEL...] [--examples N] [--seed S]
     engine check RULES... [--verbose]
     engine dump MODEL
+    engine draw [RULES...] MODEL -o OUT.svg|OUT.png|OUT.dot [--focus RULE] [--fold-above N]
     engine lsp
 
 MODEL is `FILE.py:NAME`, a callable in a Python file that returns `(module, args)`,
@@ -78,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--diff", action="store_true", help="print a unified before/after diff")
     apply.add_argument("--explain", action="store_true",
                        help="for each rule that matched nowhere, its nearest miss")
+    apply.add_argument("--html", metavar="REPORT.html",
+                       help="write a self-contained page for review: drawings, report, diff")
     apply.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     apply.set_defaults(run=_apply)
 
@@ -141,6 +144,24 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
     dump.set_defaults(run=_dump)
 
+    draw = commands.add_parser(
+        "draw", help="draw a graph, or the graph before and after the rules",
+        usage="engine draw [-h] -o OUT [--focus RULE] [--fold-above N] [RULES...] MODEL",
+        description="Lay out MODEL's graph (with rule files: before and after, side by side, "
+                    "regions, outlined submodules and matched nodes in each rule's colour) as "
+                    "SVG or PNG, or write its DOT source (.dot).")
+    draw.add_argument("paths", nargs="+", metavar="[RULES...] MODEL",
+                      help="rule files (optional), then the model: FILE.py:NAME, FILE.pt2, FILE.fxg")
+    draw.add_argument("-o", "--output", required=True, metavar="OUT",
+                      help="OUT.svg, OUT.png, or OUT.dot (no layout program needed)")
+    draw.add_argument("--focus", metavar="RULE",
+                      help="only the nodes RULE took or made, and their neighbours")
+    draw.add_argument("--fold-above", type=int, default=200, metavar="N",
+                      help="in graphs of more than N nodes (default 200), fold runs of "
+                           "unchanged nodes, and each region a rule took, into one box")
+    draw.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    draw.set_defaults(run=_draw)
+
     lsp = commands.add_parser(
         "lsp", help="run the language server for rule files (LSP on stdio)",
         description="Speak the Language Server Protocol on stdin and stdout: diagnostics, hover, "
@@ -179,6 +200,8 @@ def _apply(options) -> int:
 
         near_misses = render_near_misses(rules.explain(program), rules, report)
         print(paint(near_misses, REPORT, sys.stderr), file=sys.stderr)
+    if options.html:
+        _write_html(options.html, rule_paths, rules, target, program, after)
     if options.output:
         if options.output.endswith(GRAPH_TEXT):
             Path(options.output).write_text(after)
@@ -268,6 +291,57 @@ def _dump(options) -> int:
 
     sys.stdout.write(paint(engine.dump(_capture(options.model)), GRAPH, sys.stdout))
     return 0
+
+
+def _draw(options) -> int:
+    import engine
+    from engine.tools import draw
+
+    *rule_paths, target = options.paths
+    if Path(options.output).suffix.lower() not in draw.FORMATS:
+        raise UsageError(f"-o takes {', '.join('FILE' + s for s in draw.FORMATS)}")
+    if options.focus and not rule_paths:
+        raise UsageError("--focus RULE needs rule files")
+    rules = engine.load_rules(*_existing(rule_paths)) if rule_paths else None
+    if options.focus and options.focus not in {rule.name for rule in rules.rules}:
+        raise UsageError(f"no rule `{options.focus}` in {', '.join(rule_paths)}")
+    module, signature = _module_of(_capture(target))
+    after, changes = None, None
+    if rules is not None:
+        result, changes = draw.traced_rewrite(rules, module, signature)
+        after = result.module
+    try:
+        said = draw.write_drawing(options.output, module, after, changes,
+                                  draw.Options(options.fold_above, options.focus))
+    except (draw.LayoutEngineMissing, draw.DrawingLibraryMissing) as error:
+        print(paint(f"engine draw: error: {error}", DIAGNOSTICS, sys.stderr), file=sys.stderr)
+        return FAILURE
+    print(said, file=sys.stderr)
+    return 0
+
+
+def _write_html(path: str, rule_paths: list[str], rules, target: str, program, after: str):
+    """The review page of `engine apply --html`: the rewrite again, traced (the plain rewrite
+    records less, to stay quick)."""
+    import engine
+    from engine.tools.draw import traced_rewrite
+    from engine.tools.explain import render_near_misses
+    from engine.tools.report import build_report
+
+    module, signature = _module_of(program)
+    result, changes = traced_rewrite(rules, module, signature)
+    misses = render_near_misses(rules.explain(program), rules, result.report)
+    page = build_report(target, rule_paths, rules, module, result.module, result.report,
+                        changes, (engine.dump(program), after), misses)
+    Path(path).write_text(page, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _module_of(program):
+    """(GraphModule, signature) of a program, or of a graph read from text."""
+    if isinstance(program, torch.fx.GraphModule):
+        return program, program.meta.get("graph_signature")
+    return program.graph_module, program.graph_signature
 
 
 def _lsp(options) -> int:

@@ -180,14 +180,18 @@ class RuleSet:
 
     def rewrite(self, gm: torch.fx.GraphModule,
                 graph_signature: ExportGraphSignature | None = None,
-                observe: Callable | None = None) -> Rewrite:
+                observe: Callable | None = None,
+                observe_regions: Callable | None = None) -> Rewrite:
         """`observe(module, decisions)`, if given, sees each DAG pass's decisions and the graph
-        they were taken on (what `engine verify` cuts matches out of)."""
+        they were taken on (what `engine verify` cuts matches out of); `observe_regions(phase)`
+        the `RegionPhase` (what `engine draw` reads which rule outlined what)."""
         with _collector_paused():
-            return self._rewrite(gm, graph_signature, observe)
+            return self._rewrite(gm, graph_signature, observe, observe_regions)
 
-    def _rewrite(self, gm, graph_signature, observe=None) -> Rewrite:
+    def _rewrite(self, gm, graph_signature, observe=None, observe_regions=None) -> Rewrite:
         regions = self.apply_regions(gm)
+        if observe_regions is not None:
+            observe_regions(regions)
         module, report = regions.module, regions.report
         if self.dags:
             module = self._rewrite_dags(module, "", report, regions.context, {}, Evaluator(),
