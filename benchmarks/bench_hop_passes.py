@@ -1,13 +1,15 @@
 """Benchmark: our rule files against torch.export's HOP passes, timed in the same run.
 
-Three workloads, each a chain of N links built directly as the raw graph torch.export hands its
+Four workloads, each a chain of N links built directly as the raw graph torch.export hands its
 passes (7 to 9 nodes a link):
 - autocast: [enter, mul, add, relu, sin, exit, cos]: rules/autocast.rw vs
   `replace_autocast_with_hop_pass`;
 - set_grad: [set_grad(False), mul, add, relu, sin, set_grad(True), cos]: rules/set_grad.rw vs
   `replace_set_grad_with_hop_pass`;
 - mixed: [set_grad(False), enter, mul, add, exit, relu, set_grad(True), sin, cos]:
-  rules/export.rw vs both passes in torch.export's order.
+  rules/export.rw vs both passes in torch.export's order;
+- side_by_side: [set_grad(False), mul, set_grad(True), enter, add, relu, exit, sin]: the same,
+  a level holding both kinds, which torch splits twice (our names simulate both splits).
 For each N it times, best of a few runs:
 - floor: one `graph_copy` plus one `recompile` of the same graph, the least a rewrite can cost;
 - ours: `RuleSet.apply`: the rewritten module, compiled; outlined submodules compile on first
@@ -52,11 +54,16 @@ LINKS = {
     "mixed": [("marker", SET_GRAD, False), ("enter",), ("op", aten.mul.Tensor, 2.0),
               ("op", aten.add.Tensor, 1.0), ("exit",), ("op", aten.relu.default),
               ("marker", SET_GRAD, True), ("op", aten.sin.default), ("op", aten.cos.default)],
+    "side_by_side": [("marker", SET_GRAD, False), ("op", aten.mul.Tensor, 2.0),
+                     ("marker", SET_GRAD, True), ("enter",), ("op", aten.add.Tensor, 1.0),
+                     ("op", aten.relu.default), ("exit",), ("op", aten.sin.default)],
 }
 WORKLOADS = {
     "autocast": ("autocast.rw", [replace_autocast_with_hop_pass]),
     "set_grad": ("set_grad.rw", [replace_set_grad_with_hop_pass]),
     "mixed": ("export.rw", [replace_set_grad_with_hop_pass, replace_autocast_with_hop_pass]),
+    "side_by_side": ("export.rw",
+                     [replace_set_grad_with_hop_pass, replace_autocast_with_hop_pass]),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from tests.oracle import LOST_GRAD_SEGMENT, TWO_SPLITS, ZERO_OUTPUTS, Case
+from tests.oracle import LOST_GRAD_SEGMENT, ZERO_OUTPUTS, Case
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
 
@@ -246,11 +246,9 @@ MIXED_CASES = [
          deviation=LOST_GRAD_SEGMENT),
     Case("segment_straddles_exit", SegmentStraddlesExit, lambda: (torch.randn(4, 8),),
          deviation=LOST_GRAD_SEGMENT),
-    Case("segment_straddles_entry", SegmentStraddlesEntry, lambda: (torch.randn(4, 8),),
-         two_pass_names=TWO_SPLITS),
+    Case("segment_straddles_entry", SegmentStraddlesEntry, lambda: (torch.randn(4, 8),)),
     Case("no_grad_autocast_enable_grad", NoGradAutocastEnableGrad, lambda: (torch.randn(4, 8),),
          deviation=LOST_GRAD_SEGMENT),
-    Case("fifty_mixed_regions", MixedLoop, lambda: (torch.randn(4, 8),), two_pass_names=TWO_SPLITS),
-    Case("exported_again", exported_again, lambda: (torch.randn(4, 8),),
-         two_pass_names=TWO_SPLITS),
+    Case("fifty_mixed_regions", MixedLoop, lambda: (torch.randn(4, 8),)),
+    Case("exported_again", exported_again, lambda: (torch.randn(4, 8),)),
 ]

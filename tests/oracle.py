@@ -38,9 +38,6 @@ class Case:
     deviation: str | None = None  # why our result differs from torch's, where it does
     other_args: Callable[[], tuple] | None = None  # inputs of another shape, for dynamic cases
     grad_enabled: bool = True  # the ambient grad mode to export, rewrite and run under
-    # Why export.rw's names differ from those torch's two passes give, one after the other, where
-    # the graphs are the same up to names.
-    two_pass_names: str | None = None
 
     def build(self):
         torch.manual_seed(0)
@@ -60,12 +57,6 @@ LOST_GRAD_SEGMENT = ("torch's split re-enters autocast at the start of the grad 
                      "partition, so the partition no longer starts with `_set_grad_enabled`: torch "
                      "inlines it and drops the marker, and `requires_grad` and gradients differ "
                      "from eager. Ours keeps the segment")
-
-
-TWO_SPLITS = ("torch splits the graph twice, by grad-mode markers and then by autocast markers, "
-              "and its names come from both split graphs (`submod_3 = self.submod_3` where ours "
-              "has `submod_3 = self.submod_1`, `getitem_2` where ours has `getitem`); ours "
-              "reproduce one split's names")
 
 
 # --- eager as the judge ------------------------------------------------------------------------
@@ -148,10 +139,14 @@ def check_against_torch(case: Case, rules: engine.RuleSet, torch_passes, snapsho
     difference = alpha_difference(ours, theirs, program.graph_signature, their_signature)
     if case.deviation is None:
         assert difference is None, difference  # says where, if the graphs differ beyond names
-        if case.two_pass_names is None or len(torch_passes) == 1:
-            assert generated_code(ours) == generated_code(theirs)
-            assert program.graph_signature == their_signature
+        # Identical: as torch's passes hand it back (what the drop-in hands torch.export), and as
+        # an ExportedProgram holds it (which registers submodules in the order its graph uses).
+        with case.ambient():
+            applied = rules.apply(copy.deepcopy(raw.graph_module), copy.deepcopy(raw_signature))
+        assert generated_code(applied[0]) == generated_code(theirs)
         torch_program = raw._update(theirs, their_signature)
+        assert generated_code(ours) == generated_code(torch_program.graph_module)
+        assert program.graph_signature == their_signature == applied[1]
         assert_same_behaviour(run(program.module(), args, case),
                               run(torch_program.module(), args, case))
     else:

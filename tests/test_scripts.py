@@ -29,7 +29,7 @@ def test_bench_dag_prints_its_ratios_against_torchs_matchers():
 def test_bench_hop_passes_prints_each_pass_against_torchs():
     lines = run(sys.executable, "benchmarks/bench_hop_passes.py", "--links", "3",
                 "--torch-max", "3")
-    for kind in ("autocast", "set_grad", "mixed"):
+    for kind in ("autocast", "set_grad", "mixed", "side_by_side"):
         at = next(index for index, line in enumerate(lines) if line.startswith(f"{kind}:"))
         row = lines[at + 2].split()
         assert row[0] == "3" and row[-1].endswith("x"), lines[at:at + 3]

@@ -21,6 +21,7 @@ from ..matching.regions import Region, Segment
 from .decide import RegionDecisions
 from .emit import GraphBuilder
 from .outline import outline
+from .torch_names import INLINE, OUTLINE, Plan
 
 
 class Rewriter:
@@ -41,6 +42,15 @@ class Rewriter:
         elif isinstance(action, checked.Inline):
             builder.emit(item.items, self)
         # erase: nothing of it is built
+
+    def plan(self, item: Region | Segment) -> Plan:
+        """What becomes of `item`, as far as the names torch would give go."""
+        decision = self.decisions[item]
+        if isinstance(decision.action, checked.Outline):
+            return Plan(OUTLINE, decision.interface.outputs, decision.action.hop)
+        if isinstance(decision.action, checked.Inline):
+            return Plan(INLINE)
+        return Plan(type(decision.action).__name__.lower())
 
     def _leave(self, builder: GraphBuilder, item: Region | Segment) -> None:
         if isinstance(item, Segment):

@@ -11,13 +11,10 @@ graph, so a module attribute used only inside a region moves into that region's 
 one no longer used anywhere disappears (what torch's `split_module` does too).
 
 Names: at a graph level that torch splits (one holding regions or segments), every node is named
-as torch's split graph names it. torch builds that graph with a `call_module submod_N` for each
-partition and a `getitem` for each output of a partition with several, and only then replaces
-each call with a HOP or with the partition's nodes, in order. A node built later that asks for a
-name one of those took gets another (a `getitem` copied after two split `getitem`s becomes
-`getitem_2`; a fetch asking for `submod_1` gets the next number past the partitions' and the
-earlier fetches'). The builder keeps a second FX namespace that holds those names too
-(`_TorchNames`) and creates each node with the name it gives, in the order torch creates them.
+as torch's passes name it, worked out by `engine.rewriting.torch_names`: asked for as each node
+is made, in torch's order, where torch splits the level once; all before building, where it
+splits it twice (set-grad segments and autocast regions at one level), which also moves the
+set-grad submodules' fetches to where torch puts them.
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from ..graphs.modules import fetch_attr
 from ..matching.regions import Item, Region, Segment
+from .torch_names import INLINE, LevelNames, SplitNames, number_partitions, two_split_names
 
 
 _UNBUILT = object()
@@ -45,7 +43,12 @@ class GraphBuilder:
         self.env: dict[torch.fx.Node, torch.fx.Node] = {}
         self.attrs: dict[str, object] = {}
         self.split_seen = False  # the first `emit` is the level torch splits, if anything is
-        self.torch_names: _TorchNames | None = None  # at a level torch splits
+        self.torch_names: SplitNames | None = None  # at a level torch splits once
+        self.level_names: LevelNames | None = None  # at a level torch splits twice
+        self.prefetched: dict = {}  # outlined item -> its fetch, made before its turn
+        # old node -> the name torch's graph of this level calls it by, where not its own (an
+        # autocast submodule's nodes after the set-grad pass renamed them)
+        self.source_names: dict[torch.fx.Node, str] = {}
         # Inside an outlined submodule, `call_module a.b` becomes `call_module a_b`, as in torch.
         self.flatten_module_calls = parent is not None
         if parent is None:
@@ -92,8 +95,11 @@ class GraphBuilder:
         torch names its copy."""
         args = torch.fx.map_arg(old.args, value)
         kwargs = torch.fx.map_arg(old.kwargs, value)
-        new = self.graph.create_node(old.op, old.target, args, kwargs, self.name_for(old.name),
-                                     old.type)
+        if self.level_names is not None and old in self.level_names.copies:
+            name = self.level_names.copies[old]
+        else:
+            name = self.name_for(self.source_name(old))
+        new = self.graph.create_node(old.op, old.target, args, kwargs, name, old.type)
         new.meta = copy.copy(old.meta)
         return new
 
@@ -103,6 +109,24 @@ class GraphBuilder:
         if self.torch_names is None or candidate is None:
             return candidate
         return self.torch_names.take(candidate)
+
+    def source_name(self, old: torch.fx.Node) -> str:
+        """What torch's graph of this level, before it is split, calls `old`."""
+        return self.source_names.get(old, old.name)
+
+    def body_source_names(self, item) -> dict:
+        """The names the nodes of an outlined item have in torch's graph of its submodule: an
+        autocast region's at a twice-split level, those the set-grad pass gave them."""
+        if self.level_names is not None and isinstance(item, Region):
+            return self.level_names.body_names
+        return self.source_names
+
+    def made_name(self, item, role: str, candidate: str, index: int | None = None) -> str | None:
+        """The name of a node outlining `item` makes: its fetch, HOP node or getitem `index`."""
+        key = (item, role) if index is None else (item, role, index)
+        if self.level_names is not None and key in self.level_names.made:
+            return self.level_names.made[key]
+        return self.name_for(candidate)
 
     def _old_attr(self, target: str) -> object:
         value = fetch_attr(self.old_module, target)
@@ -116,32 +140,18 @@ class GraphBuilder:
         The partition number follows torch's `sequential_split`: it grows at each region or
         segment and at the first node after a region, so submodule names match torch's.
         """
-        partitions = self._partitions(items)
+        partitions = number_partitions(items, _structured, splits_after=True)
         if not self.split_seen:  # the graph level torch splits; not a region inlined into it
             self.split_seen = True
-            if handler is not None and any(isinstance(item, (Region, Segment)) for item in items):
-                self._split(items, partitions)
+            if handler is not None and any(map(_structured, items)):
+                self._split(items, partitions, handler)
         for item in items:
+            if self.level_names is not None and item in self.level_names.fetch_first:
+                self._fetch_first(self.level_names.fetch_first[item])
             if isinstance(item, (Region, Segment)):
                 handler(self, item, partitions[item])
             elif item.op != "get_attr" and item not in self.env:  # placeholders: by `_split`
                 self.copy(item)
-
-    @staticmethod
-    def _partitions(items: list[Item]) -> dict:
-        """The partition torch's `sequential_split` puts each item in (placeholders, the output
-        and `get_attr`s in none): a new one at each region or segment and at the first item
-        after a region."""
-        partitions, partition, after_region = {}, 0, False
-        for item in items:
-            structured = isinstance(item, (Region, Segment))
-            if after_region or structured:
-                partition += 1
-                after_region = False
-            if structured or item.op not in ("placeholder", "output", "get_attr"):
-                partitions[item] = partition
-            after_region = after_region or isinstance(item, Region)
-        return partitions
 
     # --- attributes --------------------------------------------------------------------------
     def fresh_attr_name(self, wanted: str) -> str:
@@ -154,16 +164,32 @@ class GraphBuilder:
             name = f"{base}_{index}"
         return name
 
-    def _split(self, items: list[Item], partitions: dict) -> None:
-        """Names as torch's split graph of this level holds them before its HOP pass runs: the
+    def attr_name(self, item, wanted: str) -> str:
+        """The attribute an outlined item's submodule is stored under."""
+        if self.level_names is not None and item in self.level_names.attrs:
+            return self.level_names.attrs[item]
+        return self.fresh_attr_name(wanted)
+
+    def _split(self, items: list[Item], partitions: dict, handler) -> None:
+        """Names as torch's split graphs of this level hold them before its HOP passes run: the
         nodes built so far (placeholders), then each partition's `submod_N` and split getitems.
         The top level's placeholders are items: they are named first, as they stand."""
         placeholders = [item for item in items
                         if not isinstance(item, (Region, Segment)) and item.op == "placeholder"]
         for placeholder in placeholders:
             self.copy(placeholder)
-        self.torch_names = _TorchNames(
-            [node.name for node in self.graph.nodes], partitions)
+        built = [node.name for node in self.graph.nodes]
+        if _twice_split(items, handler.plan):
+            self.level_names = two_split_names(items, built, handler.plan, self.source_name)
+        if self.level_names is None:
+            self.torch_names = SplitNames(built, partitions)
+
+    def _fetch_first(self, segments) -> None:
+        """Fetches torch moves to the start of a partition, made there."""
+        for segment in segments:
+            self.prefetched[segment] = self.graph.create_node(
+                "get_attr", self.level_names.attrs[segment],
+                name=self.level_names.made[(segment, "fetch")])
 
     def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
         """The new graph as a module, taking `template`'s meta and training flag if given.
@@ -175,50 +201,29 @@ class GraphBuilder:
         per level of nesting.
         """
         module = _LazyGraphModule(self.attrs, self.graph)
+        if self.level_names is not None:  # submodules in the order torch registers them
+            order = {name: index for index, name in enumerate(self.level_names.attr_order)}
+            module._modules = dict(sorted(module._modules.items(),
+                                          key=lambda item: order.get(item[0], len(order))))
         if template is not None:
             module.meta = copy.copy(template.meta)
             module.train(template.training)
         return module
 
 
-class _TorchNames:
-    """The FX namespace of torch's split graph of one level: what names are taken, and the
-    `getitem`s split_module made for each partition with several outputs, which the HOP pass
-    renames to the outputs' names."""
-
-    def __init__(self, built: list[str], partitions: dict):
-        self.namespace = torch.fx.graph._Namespace()
-        for name in built:
-            self.namespace.create_name(name, None)
-        outputs = _partition_outputs(partitions)
-        self.split_getitems: dict[int, list[str]] = {}
-        for number in sorted(set(partitions.values())):
-            self.namespace.create_name(f"submod_{number}", None)
-            if outputs.get(number, 0) > 1:
-                self.split_getitems[number] = [self.namespace.create_name("getitem", None)
-                                               for _ in range(outputs[number])]
-
-    def take(self, candidate: str) -> str:
-        return self.namespace.create_name(candidate, None)
-
-    def output_getitem(self, partition: int, index: int, candidate: str) -> str:
-        """The name of output `index` of a HOP with several: torch renames split_module's getitem
-        to `candidate`, which keeps its name if it already has that one."""
-        split = self.split_getitems.get(partition, ())
-        if index < len(split) and split[index] == candidate:
-            return candidate
-        return self.take(candidate)
+def _structured(item: Item) -> bool:
+    return isinstance(item, (Region, Segment))
 
 
-def _partition_outputs(partitions: dict) -> dict[int, int]:
-    """How many outputs split_module gives each partition: values made there and used in
-    another partition or returned."""
-    owner = {}
-    for item, number in partitions.items():
-        for node in (item.nodes() if isinstance(item, (Region, Segment)) else (item,)):
-            owner[node] = number
-    outputs: dict[int, int] = {}
-    for node, number in owner.items():
-        if any(owner.get(user, -1) != number for user in node.users):
-            outputs[number] = outputs.get(number, 0) + 1
-    return outputs
+def _twice_split(items: list[Item], plan) -> bool:
+    """Whether torch splits this level twice: set-grad segments at it, autocast regions in it
+    (in place of an inlined segment too)."""
+    def regions(level_items):
+        for item in level_items:
+            if isinstance(item, Region):
+                return True
+            if isinstance(item, Segment) and plan(item).kind == INLINE and regions(item.items):
+                return True
+        return False
+
+    return any(isinstance(item, Segment) for item in items) and regions(items)

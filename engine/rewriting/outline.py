@@ -33,8 +33,9 @@ from .emit import GraphBuilder
 def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, handler) -> None:
     region, action, interface = decision.item, decision.action, decision.interface
     body = parent.child()
+    body.source_names = parent.body_source_names(region)
     for value in interface.inputs:
-        placeholder = body.graph.placeholder(value.name)
+        placeholder = body.graph.placeholder(body.source_name(value))
         placeholder.meta = copy.copy(value.meta)
         body.env[value] = placeholder
     for attr in interface.module_attrs:  # after the placeholders, as torch's split_module puts them
@@ -42,37 +43,37 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     body.emit(region.items, handler)
     body.graph.output(tuple(body.env[value] for value in interface.outputs))
 
-    name = parent.fresh_attr_name(f"submod_{partition}")
+    name = parent.attr_name(region, f"submod_{partition}")
     parent.attrs[name] = submodule = body.to_module()
     handler.contexts[id(submodule)] = decision.body_context
     graph = parent.graph
     origin = region.origin
     # torch fetches the partition's submodule by its split name: the fetch is named after it
-    get_attr = graph.create_node("get_attr", name, name=parent.name_for(f"submod_{partition}"))
+    get_attr = parent.prefetched.pop(region, None) or graph.create_node(
+        "get_attr", name, name=parent.made_name(region, "fetch", f"submod_{partition}"))
     get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
     leading = _instantiate(action.args, decision.bindings, parent)
     outputs = interface.outputs
     call = graph.create_node(
         "call_function", action.hop,
         (*leading, get_attr, *(parent.value(value) for value in interface.inputs)), {},
-        name=parent.name_for(outputs[0].name if len(outputs) == 1 else graph._target_to_str(
-            action.hop)))
+        name=parent.made_name(region, "hop", parent.source_name(outputs[0]) if len(outputs) == 1
+                              else graph._target_to_str(action.hop)))
     call.meta.update(_hop_meta(action.hop, origin, outputs))
     for index, value in enumerate(outputs):
         item = graph.create_node("call_function", operator.getitem, (call, index), {},
-                                 name=_getitem_name(parent, partition, index, value, outputs))
+                                 name=_getitem_name(parent, region, partition, index, outputs))
         item.meta = copy.copy(value.meta)
         parent.env[value] = item
 
 
-def _getitem_name(parent: GraphBuilder, partition: int, index: int, value, outputs) -> str | None:
+def _getitem_name(parent: GraphBuilder, region, partition: int, index: int, outputs) -> str:
     """torch names the getitems of a HOP with several outputs after them; a HOP with one gets a
     new `getitem`."""
-    if len(outputs) == 1:
-        return parent.name_for("getitem")
-    if parent.torch_names is None:
-        return value.name
-    return parent.torch_names.output_getitem(partition, index, value.name)
+    wanted = "getitem" if len(outputs) == 1 else parent.source_name(outputs[index])
+    if len(outputs) == 1 or parent.torch_names is None:
+        return parent.made_name(region, "getitem", wanted, index)
+    return parent.torch_names.output_getitem(partition, index, wanted)
 
 
 def _instantiate(args: tuple[checked.TemplateArg, ...], bindings: dict, builder: GraphBuilder):
