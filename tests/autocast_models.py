@@ -278,6 +278,21 @@ class ChunksAroundAutocast(nn.Module):
         return f, g, e, h
 
 
+class CondBeforeRegion(nn.Module):
+    """A `cond` before a region: torch fetches its branches at the top of their partition and
+    registers them after the region's submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) / 8)
+
+    def forward(self, x):
+        z = torch.cond(x.sum() > 0, lambda a: a.sin(), lambda a: a.cos(), (x,))
+        with torch.autocast(**BF16):
+            u = z @ self.w
+        return u.float() + x
+
+
 class CondInsideRegion(nn.Module):
     def forward(self, x, w):
         with torch.autocast(**BF16):
@@ -288,6 +303,7 @@ class CondInsideRegion(nn.Module):
 
 CASES = [
     Case("chunks_around_autocast", ChunksAroundAutocast, x(4, 8)),
+    Case("cond_before_region", CondBeforeRegion, x(4, 8)),
     Case("single_region", SingleRegion, x(4, 8)),
     Case("nested_three_deep", NestedThreeDeep, x(4, 8)),
     Case("disabled_inside_enabled", DisabledInsideEnabled, x(8, 8)),

@@ -133,6 +133,29 @@ class ChunksAroundNoGrad(WithWeight):
         return f, g, e, h
 
 
+class CondAfterNoGrad(WithWeight):
+    """A `cond` after a region: torch fetches its branches at the top of their partition."""
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = x @ self.w
+        z = torch.cond(y.sum() > 0, lambda a: a.sin(), lambda a: a.cos(), (y,))
+        return z + x
+
+
+class CondBetweenRegions(WithWeight):
+    """A `cond` between a no_grad block and an autocast region: fetched at the top of the
+    autocast pass's partition, with the no_grad block's submodule."""
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = x @ self.w
+        z = torch.cond(y.sum() > 0, lambda a: a.sin(), lambda a: a.cos(), (y,))
+        with torch.autocast(**BF16):
+            u = z @ self.w
+        return u.float() + x
+
+
 class ManySegments(WithWeight):
     def forward(self, x):
         for i in range(50):
@@ -142,6 +165,7 @@ class ManySegments(WithWeight):
 
 
 GRAD_CASES = [
+    Case("cond_after_no_grad", CondAfterNoGrad, lambda: (torch.randn(4, 8),)),
     Case("chunks_around_no_grad", ChunksAroundNoGrad, lambda: (torch.randn(4, 8),)),
     Case("no_grad", NoGrad, lambda: (torch.randn(4, 8),)),
     Case("enable_grad_inside_no_grad", EnableGradInsideNoGrad, lambda: (torch.randn(4, 8),)),
@@ -251,4 +275,5 @@ MIXED_CASES = [
          deviation=LOST_GRAD_SEGMENT),
     Case("fifty_mixed_regions", MixedLoop, lambda: (torch.randn(4, 8),)),
     Case("exported_again", exported_again, lambda: (torch.randn(4, 8),)),
+    Case("cond_between_regions", CondBetweenRegions, lambda: (torch.randn(4, 8),)),
 ]

@@ -28,7 +28,8 @@ from torch.fx._lazy_graph_module import _LazyGraphModule
 
 from ..graphs.modules import fetch_attr
 from ..matching.regions import Item, Region, Segment
-from .torch_names import INLINE, LevelNames, SplitNames, number_partitions, two_split_names
+from .torch_names import (INLINE, LevelNames, SplitNames, number_partitions, one_split_fetches,
+                          two_split_names)
 
 
 _UNBUILT = object()
@@ -46,6 +47,11 @@ class GraphBuilder:
         self.torch_names: SplitNames | None = None  # at a level torch splits once
         self.level_names: LevelNames | None = None  # at a level torch splits twice
         self.prefetched: dict = {}  # outlined item -> its fetch, made before its turn
+        self.fetch_first: dict = {}  # item -> what torch fetches just before it
+        # Submodules in the order torch registers them: its split module's partitions first,
+        # then those copied back partitions brought (`node_inline_` registers them then).
+        self.partition_modules: list[str] = []
+        self.inlined_modules: list[str] = []
         # old node -> the name torch's graph of this level calls it by, where not its own (an
         # autocast submodule's nodes after the set-grad pass renamed them)
         self.source_names: dict[torch.fx.Node, str] = {}
@@ -58,9 +64,11 @@ class GraphBuilder:
             self.taken_names = {
                 name for node in nodes if node.op in ("get_attr", "call_module")
                 for name in (node.target.split(".")[0], node.target.replace(".", "_"))}
+            self.has_fetches = any(node.op == "get_attr" for node in nodes)
         else:
             self.positions = parent.positions
             self.taken_names = parent.taken_names
+            self.has_fetches = parent.has_fetches
 
     def child(self) -> "GraphBuilder":
         """A builder for a submodule outlined from this graph level."""
@@ -74,8 +82,9 @@ class GraphBuilder:
         if new is _UNBUILT:
             if old.op != "get_attr":  # the decisions are closed: this cannot happen
                 raise AssertionError(f"internal error: `{old.name}` used before it was built")
-            new = self.graph.create_node(
-                "get_attr", old.target, name=self.name_for(self.graph._target_to_str(old.target)))
+            name = self.level_names.copies.get(old) if self.level_names is not None else None
+            new = self.graph.create_node("get_attr", old.target, name=name or self.name_for(
+                self.graph._target_to_str(old.target)))
             new.meta = copy.copy(old.meta)
             self.attrs[old.target] = self._old_attr(old.target)
             self.env[old] = new
@@ -146,8 +155,8 @@ class GraphBuilder:
             if handler is not None and any(map(_structured, items)):
                 self._split(items, partitions, handler)
         for item in items:
-            if self.level_names is not None and item in self.level_names.fetch_first:
-                self._fetch_first(self.level_names.fetch_first[item])
+            if item in self.fetch_first:
+                self._fetch_first(self.fetch_first.pop(item))
             if isinstance(item, (Region, Segment)):
                 handler(self, item, partitions[item])
             elif item.op != "get_attr" and item not in self.env:  # placeholders: by `_split`
@@ -180,16 +189,32 @@ class GraphBuilder:
             self.copy(placeholder)
         built = [node.name for node in self.graph.nodes]
         if _twice_split(items, handler.plan):
-            self.level_names = two_split_names(items, built, handler.plan, self.source_name)
-        if self.level_names is None:
+            self.level_names = two_split_names(
+                items, built, handler.plan, self.source_name,
+                self._fetches_module if self.has_fetches else None)
+        if self.level_names is not None:
+            self.fetch_first = self.level_names.fetch_first
+        else:
             self.torch_names = SplitNames(built, partitions)
+            if self.has_fetches:  # else nothing to move: no pass over the nodes' arguments
+                self.fetch_first = one_split_fetches(items, partitions, handler.plan,
+                                                     self._fetches_module)
 
-    def _fetch_first(self, segments) -> None:
-        """Fetches torch moves to the start of a partition, made there."""
-        for segment in segments:
-            self.prefetched[segment] = self.graph.create_node(
-                "get_attr", self.level_names.attrs[segment],
-                name=self.level_names.made[(segment, "fetch")])
+    def _fetches_module(self, node: torch.fx.Node) -> bool:
+        return isinstance(self._old_attr(node.target), torch.nn.Module)
+
+    def _fetch_first(self, fetches) -> None:
+        """Fetches torch makes at the top of a partition it copies back, made there."""
+        for kind, fetched in fetches:
+            if kind == "segment":
+                name = self.level_names.attrs[fetched]
+                self.prefetched[fetched] = self.graph.create_node(
+                    "get_attr", name, name=self.level_names.made[(fetched, "fetch")])
+            elif fetched not in self.env:
+                name = self.value(fetched).target
+            else:
+                continue
+            self.inlined_modules.append(name)
 
     def to_module(self, template: torch.fx.GraphModule | None = None) -> torch.fx.GraphModule:
         """The new graph as a module, taking `template`'s meta and training flag if given.
@@ -201,8 +226,9 @@ class GraphBuilder:
         per level of nesting.
         """
         module = _LazyGraphModule(self.attrs, self.graph)
-        if self.level_names is not None:  # submodules in the order torch registers them
-            order = {name: index for index, name in enumerate(self.level_names.attr_order)}
+        if self.inlined_modules:  # submodules in the order torch registers them
+            first = self.partition_modules + self.inlined_modules
+            order = {name: index for index, name in enumerate(first)}
             module._modules = dict(sorted(module._modules.items(),
                                           key=lambda item: order.get(item[0], len(order))))
         if template is not None:

@@ -49,8 +49,11 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     graph = parent.graph
     origin = region.origin
     # torch fetches the partition's submodule by its split name: the fetch is named after it
-    get_attr = parent.prefetched.pop(region, None) or graph.create_node(
-        "get_attr", name, name=parent.made_name(region, "fetch", f"submod_{partition}"))
+    get_attr = parent.prefetched.pop(region, None)
+    if get_attr is None:  # a partition of the split graph: torch registers those first
+        get_attr = graph.create_node(
+            "get_attr", name, name=parent.made_name(region, "fetch", f"submod_{partition}"))
+        parent.partition_modules.append(name)
     get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
     leading = _instantiate(action.args, decision.bindings, parent)
     outputs = interface.outputs

@@ -130,6 +130,48 @@ def partition_outputs(partitions: dict) -> dict[int, int]:
     return outputs
 
 
+def fetch_order(nodes: Iterable[torch.fx.Node],
+                is_module: Callable | None) -> list[torch.fx.Node]:
+    """The submodule fetches (`get_attr`s of modules: `cond` branches) that nodes use, in the
+    order split_module makes them at the top of their partition: by first use. `is_module`:
+    None where the graph has no `get_attr`."""
+    used: dict[torch.fx.Node, None] = {}
+    if is_module is None:  # the graph fetches nothing
+        return []
+
+    def visit(arg: torch.fx.Node) -> torch.fx.Node:
+        if arg.op == "get_attr" and is_module(arg):
+            used.setdefault(arg, None)
+        return arg
+
+    for node in nodes:
+        torch.fx.map_arg((node.args, node.kwargs), visit)
+    return list(used)
+
+
+def one_split_fetches(items: list[Item], partitions: dict, plan: Callable,
+                      is_module: Callable) -> dict:
+    """Where torch puts the submodule fetches of a level it splits once: at the top of each
+    partition it copies back, first used first. Item -> [("attr", get_attr node)] to make
+    just before it."""
+    fetches = {}
+    for _, group in _groups(items, partitions):
+        if isinstance(group[0], Region) or (isinstance(group[0], Segment)
+                                            and plan(group[0]).kind != INLINE):
+            continue
+        nodes = [node for item in group for node in
+                 (_plain(item.items) if isinstance(item, Segment) else (item,))]
+        order = fetch_order(nodes, is_module)
+        if nodes and order:
+            fetches[nodes[0]] = [("attr", node) for node in order]
+    return fetches
+
+
+def _plain(items: list[Item]) -> list[torch.fx.Node]:
+    return [item for item in items if not isinstance(item, (Region, Segment))
+            and item.op not in ("placeholder", "output", "get_attr")]
+
+
 # --- two splits ------------------------------------------------------------------------------
 @dataclass
 class LevelNames:
@@ -138,8 +180,9 @@ class LevelNames:
     copies: dict = field(default_factory=dict)  # old node -> the name of its copy
     made: dict = field(default_factory=dict)  # (item, "fetch"|"hop") or (item, "getitem", i)
     attrs: dict = field(default_factory=dict)  # outlined item -> its submodule's attribute
-    fetch_first: dict = field(default_factory=dict)  # item -> segments fetched just before it
-    attr_order: list = field(default_factory=list)  # attribute names as torch registers them
+    # item -> what torch fetches just before it: ("segment", outlined segment) or ("attr", a
+    # module's get_attr node)
+    fetch_first: dict = field(default_factory=dict)
     # old node -> its name after the set-grad pass: what an autocast submodule calls it
     body_names: dict = field(default_factory=dict)
 
@@ -150,12 +193,14 @@ class _Unsupported(Exception):
 
 
 def two_split_names(items: list[Item], placeholders: list[str], plan: Callable[[Item], Plan],
-                    name_of: Callable[[torch.fx.Node], str]) -> LevelNames | None:
+                    name_of: Callable[[torch.fx.Node], str],
+                    is_module: Callable[[torch.fx.Node], bool]) -> LevelNames | None:
     """The names of a level that holds set-grad segments and autocast regions, or None where
-    that is not simulated. `name_of`: a node's name in the graph torch splits."""
+    that is not simulated. `name_of`: a node's name in the graph torch splits; `is_module`:
+    whether a `get_attr` fetches a module."""
     try:
-        after_set_grad = _set_grad_pass(items, placeholders, plan, name_of)
-        return _autocast_pass(items, placeholders, plan, after_set_grad)
+        after_set_grad = _set_grad_pass(items, placeholders, plan, name_of, is_module)
+        return _autocast_pass(items, placeholders, plan, after_set_grad, is_module)
     except _Unsupported:
         return None
 
@@ -167,10 +212,17 @@ class _AfterSetGrad:
     made: dict  # (segment, role[, index]) -> name after the set-grad pass
 
 
-def _set_grad_pass(items, placeholders, plan, name_of) -> _AfterSetGrad:
+def _set_grad_pass(items, placeholders, plan, name_of, is_module) -> _AfterSetGrad:
     partitions = number_partitions(items, lambda item: isinstance(item, Segment), False)
     split = SplitNames(placeholders, partitions)
     result = _AfterSetGrad(partitions, {}, {})
+
+    def fetch(level_items):  # the modules a partition copied back uses, fetched at its top
+        nodes = [node for item in level_items if not isinstance(item, Segment)
+                 for node in ((item.opener, *item.nodes()) if isinstance(item, Region)
+                              else (item,))]
+        for node in fetch_order(nodes, is_module):
+            split.take(_attr_candidate(node))
 
     def walk(level_items):
         for item in level_items:
@@ -179,6 +231,7 @@ def _set_grad_pass(items, placeholders, plan, name_of) -> _AfterSetGrad:
                     raise _Unsupported
                 fate = plan(item)
                 if fate.kind == INLINE:
+                    fetch(item.items)
                     walk(item.items)  # the marker is erased, the rest copied back
                 elif fate.kind == OUTLINE:
                     _made(result, item, fate, split.hop_names(
@@ -192,9 +245,11 @@ def _set_grad_pass(items, placeholders, plan, name_of) -> _AfterSetGrad:
                 ends = ((item.opener,) if item.first else (), (item.closer,) if item.last else ())
                 for node in (*ends[0], *item.nodes(), *ends[1]):
                     _copy_name(result.names, node, split, name_of)
-            elif item.op != "placeholder":
+            elif item.op not in ("placeholder", "get_attr"):  # fetches: at their partition's top
                 _copy_name(result.names, item, split, name_of)
 
+    first = [item for item in items if not isinstance(item, Segment)]  # partition 0
+    fetch(first)
     walk(items)
     return result
 
@@ -212,17 +267,21 @@ def _copy_name(names: dict, node: torch.fx.Node, split: SplitNames, name_of) -> 
     if node.op == "output":
         return
     if node.op in ("get_attr", "call_module"):
-        raise _Unsupported  # their attributes move and are renamed too
+        raise _Unsupported  # a fetch inside a region, a module call: not simulated
     names[node] = split.take(name_of(node))
 
 
-def _autocast_pass(items, placeholders, plan, before: _AfterSetGrad) -> LevelNames:
+def _attr_candidate(node: torch.fx.Node) -> str:
+    """What a fetch split_module makes asks to be called: its attribute's name."""
+    return torch.fx.graph._snake_case(node.target)
+
+
+def _autocast_pass(items, placeholders, plan, before: _AfterSetGrad, is_module) -> LevelNames:
     walk = list(_walk(items, plan))
     partitions = number_partitions(walk, lambda item: isinstance(item, Region), True)
     split = SplitNames(placeholders, partitions)
     names = LevelNames(body_names=before.names)
     attributes = _Submodules(split.numbers)
-    moved = []  # set-grad submodules, renamed as their partitions are inlined, in order
     for number, group in _groups(walk, partitions):
         if isinstance(group[0], Region):
             region = group[0]
@@ -233,16 +292,16 @@ def _autocast_pass(items, placeholders, plan, before: _AfterSetGrad) -> LevelNam
                 number, [before.names.get(value, value.name) for value in fate.outputs],
                 fate.hop_name))
             names.attrs[region] = f"submod_{number}"
-            names.attr_order.append(f"submod_{number}")
             continue
-        segments = [item for item in group if isinstance(item, Segment)]
-        names.fetch_first[group[0]] = segments
-        for segment in segments:  # fetched at the top of the partition, named after the attr
-            first = before.partitions[segment]  # its attribute after the set-grad pass
-            names.made[(segment, "fetch")] = split.take(f"submod_{first}")
-            attr = f"submod_{attributes.place(first)}"
-            names.attrs[segment] = attr
-            moved.append(attr)
+        fetches = _fetches(group, is_module)
+        names.fetch_first[group[0]] = fetches
+        for kind, fetched in fetches:  # at the top of the partition, named after the attr
+            if kind == "attr":
+                names.copies[fetched] = split.take(_attr_candidate(fetched))
+                continue
+            first = before.partitions[fetched]  # its attribute after the set-grad pass
+            names.made[(fetched, "fetch")] = split.take(f"submod_{first}")
+            names.attrs[fetched] = f"submod_{attributes.place(first)}"
         for item in group:
             if isinstance(item, Segment):
                 names.made[(item, "hop")] = split.take(before.made[(item, "hop")])
@@ -252,8 +311,20 @@ def _autocast_pass(items, placeholders, plan, before: _AfterSetGrad) -> LevelNam
             else:
                 names.copies[item] = split.take(before.names[item])
         attributes.free(number)
-    names.attr_order += moved
     return names
+
+
+def _fetches(group: list[Item], is_module) -> list[tuple[str, object]]:
+    """What a partition of the set-grad pass's graph fetches at its top, first used first: the
+    submodule of each outlined segment (its HOP uses it) and the modules its nodes use."""
+    fetches: dict = {}
+    for item in group:
+        if isinstance(item, Segment):
+            fetches.setdefault(("segment", item), None)
+        else:
+            for node in fetch_order((item,), is_module):
+                fetches.setdefault(("attr", node), None)
+    return list(fetches)
 
 
 def _walk(items, plan) -> Iterable[Item]:
