@@ -130,12 +130,17 @@ class GraphBuilder:
             return self.level_names.body_names
         return self.source_names
 
-    def made_name(self, item, role: str, candidate: str, index: int | None = None) -> str | None:
-        """The name of a node outlining `item` makes: its fetch, HOP node or getitem `index`."""
-        key = (item, role) if index is None else (item, role, index)
-        if self.level_names is not None and key in self.level_names.made:
-            return self.level_names.made[key]
-        return self.name_for(candidate)
+    def hop_names(self, item, partition: int, outputs, hop_name: str) -> tuple:
+        """(fetch, HOP node, [getitems]): the names of the nodes outlining `item` makes, as torch
+        gives them where it splits this level, else as FX would."""
+        if self.level_names is not None and item in self.level_names.made:
+            return self.level_names.made[item]
+        wanted = [self.source_name(value) for value in outputs]
+        if self.torch_names is not None:
+            return self.torch_names.hop_names(partition, wanted, hop_name)
+        if len(wanted) == 1:
+            return f"submod_{partition}", wanted[0], ["getitem"]
+        return f"submod_{partition}", hop_name, wanted
 
     def _old_attr(self, target: str) -> object:
         value = fetch_attr(self.old_module, target)
@@ -209,7 +214,7 @@ class GraphBuilder:
             if kind == "segment":
                 name = self.level_names.attrs[fetched]
                 self.prefetched[fetched] = self.graph.create_node(
-                    "get_attr", name, name=self.level_names.made[(fetched, "fetch")])
+                    "get_attr", name, name=self.level_names.made[fetched][0])
             elif fetched not in self.env:
                 name = self.value(fetched).target
             else:

@@ -48,35 +48,25 @@ def outline(parent: GraphBuilder, decision: RegionDecision, partition: int, hand
     handler.contexts[id(submodule)] = decision.body_context
     graph = parent.graph
     origin = region.origin
-    # torch fetches the partition's submodule by its split name: the fetch is named after it
+    outputs = interface.outputs
+    fetch_name, call_name, getitem_names = parent.hop_names(
+        region, partition, outputs, graph._target_to_str(action.hop))
     get_attr = parent.prefetched.pop(region, None)
     if get_attr is None:  # a partition of the split graph: torch registers those first
-        get_attr = graph.create_node(
-            "get_attr", name, name=parent.made_name(region, "fetch", f"submod_{partition}"))
+        get_attr = graph.create_node("get_attr", name, name=fetch_name)
         parent.partition_modules.append(name)
     get_attr.meta["nn_module_stack"] = copy.copy(origin.meta.get("nn_module_stack", {}))
     leading = _instantiate(action.args, decision.bindings, parent)
-    outputs = interface.outputs
     call = graph.create_node(
         "call_function", action.hop,
         (*leading, get_attr, *(parent.value(value) for value in interface.inputs)), {},
-        name=parent.made_name(region, "hop", parent.source_name(outputs[0]) if len(outputs) == 1
-                              else graph._target_to_str(action.hop)))
+        name=call_name)
     call.meta.update(_hop_meta(action.hop, origin, outputs))
-    for index, value in enumerate(outputs):
+    for index, (value, getitem_name) in enumerate(zip(outputs, getitem_names)):
         item = graph.create_node("call_function", operator.getitem, (call, index), {},
-                                 name=_getitem_name(parent, region, partition, index, outputs))
+                                 name=getitem_name)
         item.meta = copy.copy(value.meta)
         parent.env[value] = item
-
-
-def _getitem_name(parent: GraphBuilder, region, partition: int, index: int, outputs) -> str:
-    """torch names the getitems of a HOP with several outputs after them; a HOP with one gets a
-    new `getitem`."""
-    wanted = "getitem" if len(outputs) == 1 else parent.source_name(outputs[index])
-    if len(outputs) == 1 or parent.torch_names is None:
-        return parent.made_name(region, "getitem", wanted, index)
-    return parent.torch_names.output_getitem(partition, index, wanted)
 
 
 def _instantiate(args: tuple[checked.TemplateArg, ...], bindings: dict, builder: GraphBuilder):

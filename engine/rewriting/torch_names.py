@@ -178,7 +178,7 @@ class LevelNames:
     """A twice-split level's names, worked out before it is built."""
 
     copies: dict = field(default_factory=dict)  # old node -> the name of its copy
-    made: dict = field(default_factory=dict)  # (item, "fetch"|"hop") or (item, "getitem", i)
+    made: dict = field(default_factory=dict)  # outlined item -> (fetch, HOP node, [getitems])
     attrs: dict = field(default_factory=dict)  # outlined item -> its submodule's attribute
     # item -> what torch fetches just before it: ("segment", outlined segment) or ("attr", a
     # module's get_attr node)
@@ -209,7 +209,7 @@ def two_split_names(items: list[Item], placeholders: list[str], plan: Callable[[
 class _AfterSetGrad:
     partitions: dict  # top-level item -> its partition in the set-grad split
     names: dict  # old node -> its name after the set-grad pass (outputs: their getitem's)
-    made: dict  # (segment, role[, index]) -> name after the set-grad pass
+    made: dict  # outlined segment -> (fetch, HOP node, [getitems]) after the set-grad pass
 
 
 def _set_grad_pass(items, placeholders, plan, name_of, is_module) -> _AfterSetGrad:
@@ -234,9 +234,10 @@ def _set_grad_pass(items, placeholders, plan, name_of, is_module) -> _AfterSetGr
                     fetch(item.items)
                     walk(item.items)  # the marker is erased, the rest copied back
                 elif fate.kind == OUTLINE:
-                    _made(result, item, fate, split.hop_names(
+                    result.made[item] = names = split.hop_names(
                         partitions[item], [name_of(value) for value in fate.outputs],
-                        fate.hop_name))
+                        fate.hop_name)
+                    result.names.update(zip(fate.outputs, names[2]))  # read through these now
                 else:
                     raise _Unsupported
             elif isinstance(item, Region):
@@ -252,15 +253,6 @@ def _set_grad_pass(items, placeholders, plan, name_of, is_module) -> _AfterSetGr
     fetch(first)
     walk(items)
     return result
-
-
-def _made(result: _AfterSetGrad, segment, fate: Plan, names: tuple) -> None:
-    fetch, node, getitems = names
-    result.made[(segment, "fetch")] = fetch
-    result.made[(segment, "hop")] = node
-    for index, (value, name) in enumerate(zip(fate.outputs, getitems)):
-        result.made[(segment, "getitem", index)] = name
-        result.names[value] = name  # the value is read through this getitem from now on
 
 
 def _copy_name(names: dict, node: torch.fx.Node, split: SplitNames, name_of) -> None:
@@ -288,26 +280,25 @@ def _autocast_pass(items, placeholders, plan, before: _AfterSetGrad, is_module) 
             fate = plan(region)
             if fate.kind != OUTLINE:
                 raise _Unsupported
-            _record(names, region, split.hop_names(
-                number, [before.names.get(value, value.name) for value in fate.outputs],
-                fate.hop_name))
+            names.made[region] = split.hop_names(
+                number, [before.names[value] for value in fate.outputs], fate.hop_name)
             names.attrs[region] = f"submod_{number}"
             continue
         fetches = _fetches(group, is_module)
         names.fetch_first[group[0]] = fetches
+        fetched_as = {}  # segment -> its fetch's name
         for kind, fetched in fetches:  # at the top of the partition, named after the attr
             if kind == "attr":
                 names.copies[fetched] = split.take(_attr_candidate(fetched))
                 continue
             first = before.partitions[fetched]  # its attribute after the set-grad pass
-            names.made[(fetched, "fetch")] = split.take(f"submod_{first}")
+            fetched_as[fetched] = split.take(f"submod_{first}")
             names.attrs[fetched] = f"submod_{attributes.place(first)}"
         for item in group:
             if isinstance(item, Segment):
-                names.made[(item, "hop")] = split.take(before.made[(item, "hop")])
-                for index in range(len(plan(item).outputs)):
-                    key = (item, "getitem", index)
-                    names.made[key] = split.take(before.made[key])
+                _, node, getitems = before.made[item]
+                names.made[item] = (fetched_as[item], split.take(node),
+                                    [split.take(getitem) for getitem in getitems])
             else:
                 names.copies[item] = split.take(before.names[item])
         attributes.free(number)
@@ -347,14 +338,6 @@ def _groups(walk, partitions):
             groups.append((number, []))
         groups[-1][1].append(item)
     return groups
-
-
-def _record(names: LevelNames, item, made: tuple) -> None:
-    fetch, node, getitems = made
-    names.made[(item, "fetch")] = fetch
-    names.made[(item, "hop")] = node
-    for index, name in enumerate(getitems):
-        names.made[(item, "getitem", index)] = name
 
 
 class _Submodules:
