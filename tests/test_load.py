@@ -56,10 +56,11 @@ def test_a_nul_byte_is_located(tmp_path):
         f"{path}:2:8: error: the file holds a NUL byte; rule files are text")
 
 
-def test_an_included_file_that_is_not_utf8_is_located(tmp_path):
+def test_an_included_file_that_is_not_utf8_is_refused_at_the_include(tmp_path):
     (tmp_path / "bad.rw").write_bytes(b"\xff\xfe")
     (tmp_path / "main.rw").write_text('include "bad.rw"\n')
-    with pytest.raises(engine.RuleError, match=r"bad\.rw:1:1: error: the file is not UTF-8"):
+    with pytest.raises(engine.RuleError, match=r"main\.rw:1:1: error: cannot include `.*bad\.rw`: "
+                                               r"it is not UTF-8 text \(at 1:1\)"):
         engine.load_rules(tmp_path / "main.rw")
 
 

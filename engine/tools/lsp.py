@@ -3,11 +3,13 @@
 Input: an editor's messages (pygls reads and writes the JSON-RPC): documents opened and edited,
 and requests at positions in them. Output: diagnostics on open and on every change (the checker
 of `engine check`, its messages, every one at once; includes read relative to the file, from
-the editor where it holds them open, else from disk; an included file's diagnostics go to that
-file), hover (what a name resolves to, with the torch schema of each overload), go to
-definition (rules, `use` names, variables to where they are bound, `include` paths), completion
-(op names after `use`, declared names in patterns, bound variables in guards and templates,
-built-ins in `where`) and document symbols (uses, patterns, rules).
+the editor where it holds them open, else from disk, under `engine.language.load`'s rules of
+what an include may read: a refused file is an error at the `include`, and nothing of it is
+published, hovered or gone to; an included file's diagnostics go to that file), hover (what
+a name resolves to, with the torch schema of each overload), go to definition (rules, `use`
+names, variables to where they are bound, `include` paths), completion (op names after `use`,
+declared names in patterns, bound variables in guards and templates, built-ins in `where`) and
+document symbols (uses, patterns, rules).
 
 The answers are pure functions of a `CheckResult` (its `SymbolIndex`) and a position:
 `diagnostics_by_path`, `hover_at`, `definition_at`, `completions_at`, `document_symbols`; the
