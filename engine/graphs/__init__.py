@@ -6,4 +6,5 @@
     dump.py         a graph or program -> canonical text (snapshots, `engine dump`, diffs)
     parse.py        that text -> a GraphModule again (grammar/fxg.lark), values rebuilt
     equivalence.py  the oracles' notions of "the same graph"
+    files.py        writing a file whole: the new contents or the old, never a part
 """

@@ -37,6 +37,7 @@ import torch.fx
 
 from ..graphs.modules import held_graphs
 from ..graphs.errors import source_line
+from ..graphs.files import write_atomic
 from ..matching.regions import Region, Segment
 
 # Light fills for nodes, and a darker edge colour of the same hue: one pair a rule, in rule order.
@@ -651,8 +652,5 @@ def write_drawing(output: str, before, after=None, changes: Changes | None = Non
     if suffix not in FORMATS:
         raise ValueError(f"cannot draw into `{output}`: expected {', '.join(FORMATS)}")
     source, summary = _dot_source(before, after, changes, options)
-    if suffix == ".dot":
-        Path(output).write_text(source)
-    else:
-        Path(output).write_bytes(render(source, suffix[1:]))
+    write_atomic(output, source if suffix == ".dot" else render(source, suffix[1:]))
     return f"wrote {output}: {summary}"

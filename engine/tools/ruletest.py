@@ -46,6 +46,7 @@ import torch
 from ..graphs.dump import dump
 from ..graphs.equivalence import alpha_difference
 from ..graphs.errors import GraphError
+from ..graphs.files import write_atomic
 from ..graphs.parse import GraphTextError, parse_graph
 from ..graphs.values import recorded
 from .compare import (Allowance, Comparison, Rejected, allowance_of_rules,
@@ -241,7 +242,7 @@ def write_fixture(fixture: Fixture, outcomes: dict[int, Outcome]) -> None:
             section("no run", "# --- no run\n")
         parts += [text + "\n" for text in comments.values()]  # after a section now gone
         parts.append("\n")
-    fixture.path.write_text("".join(parts).rstrip("\n") + "\n")
+    write_atomic(fixture.path, "".join(parts).rstrip("\n") + "\n")
 
 
 def fixture_paths(paths: list[str]) -> list[Path]:
