@@ -25,17 +25,21 @@ with warnings.catch_warnings():
 from .frontends.api import check_rules, load_rules, rules_from_text
 from .frontends.backend import backend
 from .frontends.capture import capture
+from .frontends.pt2 import Pt2Error, load_program
 from .frontends.torch_export import (install_torch_export_passes, installed_torch_export_rules,
                                      torch_export_passes, uninstall_torch_export_passes)
 from .graphs.dump import dump
 from .graphs.errors import GraphError
 from .graphs.parse import GraphTextError, load_graph, parse_graph
 from .language.diagnostics import RuleError
+from .language.effects import allowed_effects
 from .rewriting.driver import Report, Rewrite, RuleSet
 
 __all__ = [
+    "allowed_effects",
     "GraphError",
     "GraphTextError",
+    "Pt2Error",
     "Report",
     "Rewrite",
     "RuleError",
@@ -45,6 +49,7 @@ __all__ = [
     "check_rules",
     "dump",
     "load_graph",
+    "load_program",
     "load_rules",
     "parse_graph",
     "rules_from_text",

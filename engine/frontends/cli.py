@@ -37,6 +37,8 @@ USAGE_ERROR = 2
 FAILURE = 1
 # Graphs as text (`engine dump` prints them, `engine.parse_graph` reads them): "FX graph".
 GRAPH_TEXT = ".fxg"
+TRUST_PT2 = ("load FILE.pt2 with torch.export.load, which runs any code the archive holds "
+             "(pickles, AOTInductor code): only for a file you trust")
 
 
 class UsageError(Exception):
@@ -50,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return USAGE_ERROR
     try:
-        return options.run(options)
+        from engine.language.effects import allowed_effects
+
+        with allowed_effects(*getattr(options, "allow_effect", None) or ()):
+            return options.run(options)
     except UsageError as error:
         print(paint(f"engine {options.command}: error: {error}", DIAGNOSTICS, sys.stderr),
               file=sys.stderr)
@@ -82,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--html", metavar="REPORT.html",
                        help="write a self-contained page for review: drawings, report, diff")
     apply.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    apply.add_argument("--trust-pt2", action="store_true", help=TRUST_PT2)
     apply.set_defaults(run=_apply)
 
     explain = commands.add_parser(
@@ -98,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="also the nodes that call other ops")
     explain.add_argument("--json", action="store_true", help="the explanations as JSON")
     explain.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    explain.add_argument("--trust-pt2", action="store_true", help=TRUST_PT2)
     explain.set_defaults(run=_explain)
 
     test = commands.add_parser(
@@ -127,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=int, default=0, metavar="S",
                         help="the seed of the draws (default 0)")
     verify.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    verify.add_argument("--trust-pt2", action="store_true", help=TRUST_PT2)
     verify.set_defaults(run=_verify)
 
     check = commands.add_parser(
@@ -142,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                     "or load FILE.pt2, and print its canonical dump.")
     dump.add_argument("model", metavar="MODEL", help="FILE.py:NAME, FILE.pt2 or FILE.fxg")
     dump.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    dump.add_argument("--trust-pt2", action="store_true", help=TRUST_PT2)
     dump.set_defaults(run=_dump)
 
     draw = commands.add_parser(
@@ -160,7 +169,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="in graphs of more than N nodes (default 200), fold runs of "
                            "unchanged nodes, and each region a rule took, into one box")
     draw.add_argument("--traceback", action="store_true", help="show Python tracebacks")
+    draw.add_argument("--trust-pt2", action="store_true", help=TRUST_PT2)
     draw.set_defaults(run=_draw)
+
+    for command in (apply, explain, test, verify, check, dump, draw):
+        command.add_argument(
+            "--allow-effect", action="append", metavar="OP",
+            help="let rule files and graph text name OP (`aten._print`), an op whose effect "
+                 "lies outside tensors (printing, profiling); repeatable")
 
     lsp = commands.add_parser(
         "lsp", help="run the language server for rule files (LSP on stdio)",
@@ -179,7 +195,7 @@ def _apply(options) -> int:
     if not rule_paths:
         raise UsageError("expected rule files, then the model as FILE.py:NAME, FILE.pt2 or FILE.fxg")
     rules = engine.load_rules(*_existing(rule_paths))
-    program = _capture(target)
+    program = _capture(target, options.trust_pt2)
     if isinstance(program, torch.fx.GraphModule):  # a graph read from text
         result = rules.rewrite(program, program.meta.get("graph_signature"))
         rewritten, report = result.module, result.report
@@ -203,12 +219,15 @@ def _apply(options) -> int:
     if options.html:
         _write_html(options.html, rule_paths, rules, target, program, after)
     if options.output:
+        from engine.graphs.files import write_atomic, writing
+
         if options.output.endswith(GRAPH_TEXT):
-            Path(options.output).write_text(after)
+            write_atomic(options.output, after)
         elif isinstance(rewritten, torch.fx.GraphModule):
             raise UsageError(f"a graph read from text is written as text: -o FILE{GRAPH_TEXT}")
         else:
-            torch.export.save(rewritten, options.output)
+            with writing(options.output) as file:  # whole or not at all, even over MODEL
+                torch.export.save(rewritten, file)
         print(f"saved {options.output}", file=sys.stderr)
     return 0
 
@@ -223,7 +242,8 @@ def _explain(options) -> int:
     rules = engine.load_rules(*_existing(rule_paths))
     if options.rule and options.rule not in {rule.name for rule in rules.rules}:
         raise UsageError(f"no rule `{options.rule}` in {', '.join(rule_paths)}")
-    explanations = rules.explain(_capture(target), options.rule, options.node, options.all)
+    explanations = rules.explain(_capture(target, options.trust_pt2), options.rule, options.node,
+                                 options.all)
     if options.json:
         print(paint(as_json(explanations), JSON, sys.stdout))
     else:
@@ -254,7 +274,17 @@ def _test(options) -> int:
 
 def _verify(options) -> int:
     import engine
-    from engine.tools.verify import verify
+    # hypothesis draws the instances: a dependency of the package, missing only from an install
+    # made without its dependencies.
+    try:
+        from engine.tools.verify import verify
+    except ImportError as error:
+        if (error.name or "").split(".")[0] not in ("hypothesis", "sortedcontainers"):
+            raise
+        print(paint(f"engine verify: error: drawing instances needs hypothesis ({error}); "
+                    "install it with `pip install hypothesis`", DIAGNOSTICS, sys.stderr),
+              file=sys.stderr)
+        return FAILURE
 
     rule_paths = [p for p in options.paths if p.endswith(".rw")]
     model_paths = [p for p in options.paths if not p.endswith(".rw")]
@@ -264,7 +294,7 @@ def _verify(options) -> int:
     if options.examples < 1:
         raise UsageError("--examples takes a number of instances, 1 or more")
     rules = engine.load_rules(*_existing(rule_paths))
-    models = [(path, _capture(path)) for path in model_paths]
+    models = [(path, _capture(path, options.trust_pt2)) for path in model_paths]
     result = verify(rules, models, options.examples, options.seed)
     print(result.render())
     return 0 if result.sound else FAILURE
@@ -289,7 +319,8 @@ def _check(options) -> int:
 def _dump(options) -> int:
     import engine
 
-    sys.stdout.write(paint(engine.dump(_capture(options.model)), GRAPH, sys.stdout))
+    program = _capture(options.model, options.trust_pt2)
+    sys.stdout.write(paint(engine.dump(program), GRAPH, sys.stdout))
     return 0
 
 
@@ -305,7 +336,7 @@ def _draw(options) -> int:
     rules = engine.load_rules(*_existing(rule_paths)) if rule_paths else None
     if options.focus and options.focus not in {rule.name for rule in rules.rules}:
         raise UsageError(f"no rule `{options.focus}` in {', '.join(rule_paths)}")
-    module, signature = _module_of(_capture(target))
+    module, signature = _module_of(_capture(target, options.trust_pt2))
     after, changes = None, None
     if rules is not None:
         result, changes = draw.traced_rewrite(rules, module, signature)
@@ -324,6 +355,7 @@ def _write_html(path: str, rule_paths: list[str], rules, target: str, program, a
     """The review page of `engine apply --html`: the rewrite again, traced (the plain rewrite
     records less, to stay quick)."""
     import engine
+    from engine.graphs.files import write_atomic
     from engine.tools.draw import traced_rewrite
     from engine.tools.explain import render_near_misses
     from engine.tools.report import build_report
@@ -333,7 +365,7 @@ def _write_html(path: str, rule_paths: list[str], rules, target: str, program, a
     misses = render_near_misses(rules.explain(program), rules, result.report)
     page = build_report(target, rule_paths, rules, module, result.module, result.report,
                         changes, (engine.dump(program), after), misses)
-    Path(path).write_text(page, encoding="utf-8")
+    write_atomic(path, page)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -366,9 +398,9 @@ def _existing(paths: list[str]) -> list[str]:
     return paths
 
 
-def _capture(target: str):
-    """The program of MODEL: a saved .pt2 loaded, a graph text read (a GraphModule), or
-    FILE.py:NAME captured."""
+def _capture(target: str, trust_pt2: bool = False):
+    """The program of MODEL: a saved .pt2 loaded (as data, `engine.frontends.pt2`, unless
+    `trust_pt2`), a graph text read (a GraphModule), or FILE.py:NAME captured."""
     import engine
 
     if target.endswith(GRAPH_TEXT):
@@ -378,7 +410,7 @@ def _capture(target: str):
     if target.endswith(".pt2"):
         if not Path(target).is_file():
             raise UsageError(f"no such program: {target}")
-        return torch.export.load(target)
+        return engine.load_program(target, trust=trust_pt2)
     module, args, kwargs, dynamic_shapes = load_model(target)
     return engine.capture(module, args, kwargs, dynamic_shapes)
 
@@ -412,8 +444,10 @@ def load_model(target: str):
 
 def _describe_failure(error: Exception) -> str:
     from engine import GraphError, GraphTextError, RuleError
+    from engine.frontends.pt2 import Pt2Error
+    from engine.graphs.files import WriteError
 
-    if isinstance(error, (RuleError, GraphError, GraphTextError)):
+    if isinstance(error, (RuleError, GraphError, GraphTextError, WriteError, Pt2Error)):
         return str(error)
     return f"error: {type(error).__name__}: {error}"
 

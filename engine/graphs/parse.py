@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast as python_ast
 import inspect
 import keyword
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -45,16 +46,19 @@ from torch.export.graph_signature import (ConstantArgument, ExportGraphSignature
 from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.fx.graph import dtype_abbrs
+from torch.utils._sympy import functions as sympy_functions
 from torch.utils._sympy.functions import FloorDiv
 
 from ..language.diagnostics import Diagnostic, Source, Span, render_all
+from ..language.effects import method_refusal, tensor_attributes
 from ..language.names import ResolveError, resolve
 from ..language.schemas import check_call
-from .modules import fetch_attr
+from .contained import ContainedGraphModule
 
 DTYPES = {abbreviation: dtype for dtype, abbreviation in dtype_abbrs.items()}
 _KEYWORDS = frozenset(keyword.kwlist)
 SYMBOL_HINT = 8  # the size a symbol stands for when the parsed graph runs
+MAX_UNBACKED = 10_000  # unbacked symbols are made in order, u0 first: a bound on that work
 _SECTION_START = re.compile(r"^(def |signature:)", re.MULTILINE)
 
 
@@ -73,22 +77,54 @@ def _signature_problem(function, positional: int, keywords: set[str]) -> str | N
     return None
 
 
-def _method_problem(name: str, args: tuple) -> str | None:
-    """A method call reaches only public tensor methods, on a node: `x.__class__`, or a method
-    of a function written as a literal, would lead to Python the allowlist does not name."""
-    if name.startswith("_") or not hasattr(torch.Tensor, name):
-        return f"`method {name}` is no public method of a tensor"
+def _method_problem(name: str, args: tuple, modules: set) -> str | None:
+    """A method call reaches only the methods that compute on tensors
+    (`engine.language.effects`), on a node that is no module: `x.__class__`, `x.numpy()` or a
+    method of a function written as a literal would lead out of the allowlist."""
+    refusal = method_refusal(name)
+    if refusal is not None:
+        return f"`method {name}` {refusal}"
+    if args and args[0] in modules:
+        return f"`method {name}` is called on a module; a graph calls the methods of tensors"
     if not args or not isinstance(args[0], torch.fx.Node):
         return f"`method {name}` is called on no node; its first argument must be one"
     return None
 
 
-def _getattr_problem(args: tuple, kwargs: dict) -> str | None:
+def _getattr_problem(args: tuple, kwargs: dict, modules: set) -> str | None:
     if (len(args) != 2 or kwargs or not isinstance(args[0], torch.fx.Node)
             or not isinstance(args[1], str)):
         return "`getattr` takes a node and an attribute name: `getattr(x, 'T')`"
-    if args[1].startswith("_"):
-        return f"`getattr(..., {args[1]!r})`: a graph reads public attributes only"
+    if args[0] in modules:
+        return "`getattr` of a module: a graph reads the attributes of tensors only"
+    if args[1] not in tensor_attributes():
+        return (f"`getattr(..., {args[1]!r})`: a graph reads a tensor's data attributes only "
+                "(`T`, `mT`, `shape`, `dtype`, `device`, `real`...)")
+    return None
+
+
+def _setitem_problem(args: tuple, modules: set) -> str | None:
+    if not args or not isinstance(args[0], torch.fx.Node) or args[0] in modules:
+        return ("`operator.setitem` writes into a value the graph holds; its first argument "
+                "must be a node that is no module")
+    return None
+
+
+# Names a module already has (`to`, `forward`, `graph`, `_modules`): an attribute of the text's
+# must be none of them, or it would replace or reach one.
+_MODULE_ATTRIBUTES = frozenset(dir(torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())))
+
+
+def _attribute_problem(target: str) -> str | None:
+    """Why a `get_attr`/`call_module` target is no plain attribute path, or None."""
+    for part in target.split("."):
+        if part.isdigit():
+            continue
+        if not part.isidentifier() or part in _KEYWORDS:
+            return f"`{part}` is no attribute name"
+        if part.startswith("__") or part in _MODULE_ATTRIBUTES:
+            what = "a dunder name" if part.startswith("__") else "an attribute every module has"
+            return f"`{part}` is {what}; a graph text reaches only the graphs and tensors it declares"
     return None
 
 
@@ -159,6 +195,10 @@ def _parse(source: Source):
         chunk = re.sub(r"[^\n]", " ", source.text[:begin]) + source.text[begin:end]
         if not chunk.strip():
             continue
+        if source.text.startswith("signature:", begin) and "\n" in chunk[:begin]:
+            # A signature follows graphs: put a graph on the blanked first line, so that
+            # only the signature's own mistakes are told.
+            chunk = "def forward(): return ()" + chunk[chunk.index("\n"):]
         try:
             _parser().parse(chunk)
         except lark.exceptions.UnexpectedInput as error:
@@ -356,8 +396,6 @@ class _Sections(Transformer):
     def sym_type(self, meta, children):
         return _Type("sym", tuple(children), self.span(meta))
 
-    def sym_float_type(self, meta, children):
-        return _Type("sym_float", (float(children[0]),), self.span(meta))
 
     def tuple_type(self, meta, children):
         return _Type("tuple", tuple(children), self.span(meta))
@@ -374,8 +412,20 @@ class _Sections(Transformer):
     def size_number(self, meta, children):
         return ("int", int(children[0]))
 
+    def size_float(self, meta, children):
+        return ("float", float(children[0]))
+
+    def size_true(self, meta, children):
+        return ("bool", True)
+
+    def size_false(self, meta, children):
+        return ("bool", False)
+
     def size_negative(self, meta, children):
-        return ("int", -int(children[0]))
+        return ("neg", children[0])
+
+    def size_not(self, meta, children):
+        return ("not", children[0])
 
     def size_symbol(self, meta, children):
         return ("symbol", str(children[0]), self.span(meta))
@@ -383,6 +433,19 @@ class _Sections(Transformer):
     def size_arithmetic(self, meta, children):
         left, op, right = children
         return ("arith", str(op), left, right)
+
+    def size_power(self, meta, children):
+        return ("arith", "**", children[0], children[2])
+
+    def size_and(self, meta, children):
+        return ("arith", "&", *children)
+
+    def size_or(self, meta, children):
+        return ("arith", "|", *children)
+
+    def size_call(self, meta, children):
+        name, *args = children
+        return ("call", str(name), tuple(args), self.span(meta))
 
     # --- the signature ---------------------------------------------------------------------------
     def signature(self, meta, children):
@@ -416,6 +479,8 @@ class _Builder:
         self.symbols: dict[str, sympy.Symbol] = {}
         self.opaque: dict[str, type] = {}
         self.spans: dict[torch.fx.Node, Span] = {}  # where each node's call is written
+        self.graph_names: set[str] = set()  # the text's graphs, by attribute path
+        self.module_fetches: set[torch.fx.Node] = set()  # nodes whose value is a nested graph
 
     def error(self, span: Span, message: str) -> None:
         self.diagnostics.append(Diagnostic(span, message))
@@ -426,6 +491,7 @@ class _Builder:
         if "forward" not in graphs:
             self.error(Span(self.source, 1, 1, 1, 2), "no `def forward(...)`: the top graph")
             return None
+        self.graph_names = set(graphs)
         built = {name: self.graph(section) for name, section in graphs.items()}
         modules = {}
         for name in sorted(built, key=lambda n: (n == "forward", -n.count("."))):
@@ -445,12 +511,15 @@ class _Builder:
                 value if value is not _NONE else inspect.Signature.empty))
             self.name_node(node, name, span, env)
             self.annotate(node, annotation)
+        prefix = "" if section.name == "forward" else f"{section.name}."
         for name, span, annotation, call in section.statements:
             args = tuple(self.value(a, env) for a in call.args)
             kwargs = {k: self.value(v, env) for k, v in call.kwargs}
             target = self.target(call)
             self.check_call(call, target, args, kwargs)
             node = graph.create_node(call.op, target, args, kwargs, name=name)
+            if call.op == "get_attr" and f"{prefix}{call.target}" in self.graph_names:
+                self.module_fetches.add(node)
             self.spans[node] = call.span
             self.name_node(node, name, span, env)
             self.annotate(node, annotation)
@@ -469,15 +538,18 @@ class _Builder:
         env[name] = node
 
     def target(self, call: _Call):
-        if call.op in ("get_attr", "call_module", "call_method"):
+        if call.op in ("get_attr", "call_module"):
+            problem = _attribute_problem(call.target)
+            if problem is not None:
+                self.error(call.span, f"`{call.op}({call.target})`: {problem}")
+            return call.target
+        if call.op == "call_method":
             return call.target
         path = tuple(call.target)
         if path == ("getattr",):  # Dynamo's `x.T`; its attribute is checked in check_call
             return getattr
         try:
-            if path[0] == "higher_order" or path[0] in _op_namespaces():
-                return resolve(("torch", "ops", *path)).value
-            return resolve(("operator", *path[1:]) if path[0] == "_operator" else path).value
+            return _resolve_graph_name(path)
         except ResolveError as error:
             self.error(call.span, str(error))
             return _unresolved
@@ -488,11 +560,13 @@ class _Builder:
         attributes and methods a graph reaches, so that none leads out of the allowlist."""
         problem = None
         if call.op == "call_method":
-            problem = _method_problem(call.target, args)
+            problem = _method_problem(call.target, args, self.module_fetches)
         elif call.op != "call_function" or target is _unresolved:
             return
         elif target is getattr:
-            problem = _getattr_problem(args, kwargs)
+            problem = _getattr_problem(args, kwargs, self.module_fetches)
+        elif target is operator.setitem:
+            problem = _setitem_problem(args, self.module_fetches)
         elif isinstance(target, (OpOverload, OpOverloadPacket)):
             problem = check_call(target, len(args), False, set(kwargs))
         else:
@@ -508,7 +582,7 @@ class _Builder:
             return None
         if isinstance(value, _Qualified):
             try:
-                return resolve(value.path).value
+                return _resolve_graph_name(value.path)
             except ResolveError as error:
                 self.error(value.span, str(error))
                 return None
@@ -548,15 +622,15 @@ class _Builder:
                 self.error(annotation.span, f"`{abbreviation}` is no dtype; dtypes are written "
                                             f"{', '.join(sorted(DTYPES))}")
                 return None
+            try:
+                shape = [self.size(s) for s in sizes]
+            except _SizeError as error:
+                self.error(annotation.span, str(error))
+                return None
             with self.mode:
-                return torch.empty([self.size(s) for s in sizes], dtype=dtype)
+                return torch.empty(shape, dtype=dtype)
         if annotation.kind == "sym":
-            return self.size(annotation.parts[0])
-        if annotation.kind == "sym_float":
-            value = annotation.parts[0]
-            # Dynamo keeps a float it read off a tensor (`eps.item()`) as a SymFloat that is a
-            # constant; the shape environment would fold one to a float, so build it directly.
-            return torch.SymFloat(SymNode(sympy.Float(value), self.shape_env, float, value))
+            return self.sym_value(annotation.parts[0], annotation.span)
         if annotation.kind in ("tuple", "list"):
             items = [self.meta_value(part) for part in annotation.parts]
             return tuple(items) if annotation.kind == "tuple" else items
@@ -568,60 +642,154 @@ class _Builder:
         return self.opaque[name]()
 
     def size(self, size):
-        """An int, or a SymInt of the one shape environment."""
+        """A dimension: an int, or a SymInt of the one shape environment."""
         expression = self.size_expression(size)
-        if isinstance(expression, int):
-            return expression
-        hint = int(expression.subs({s: SYMBOL_HINT for s in expression.free_symbols}))
-        return self.shape_env.create_symintnode(expression, hint=hint)
+        if expression.is_number:
+            if not expression.is_integer:
+                raise _SizeError(f"`{expression}` is no size: sizes are integers")
+            return int(expression)
+        if expression.is_Relational or isinstance(expression, _CONDITIONS):
+            raise _SizeError(f"`{expression}` is a condition, not a size")
+        return self.shape_env.create_symintnode(expression, hint=self.hint(expression, int))
 
-    def size_expression(self, size):
+    def sym_value(self, size, span: Span):
+        """A `Sym(...)` annotation: a SymInt, a SymBool (`u0 >= 2`) or a SymFloat, of the one
+        shape environment; a constant float stays a SymFloat, as Dynamo keeps one it read off
+        a tensor (`eps.item()`), which the shape environment would fold to a float."""
+        try:
+            expression = self.size_expression(size)
+            if expression.is_Relational or isinstance(expression, _CONDITIONS):
+                hint = self.hint(expression, bool)
+                return torch.SymBool(SymNode(expression, self.shape_env, bool, hint))
+            if expression.is_Float or _is_float(expression):
+                hint = self.hint(expression, float)
+                return torch.SymFloat(SymNode(expression, self.shape_env, float, hint))
+            if expression.is_number:
+                return torch.SymInt(SymNode(expression, self.shape_env, int, int(expression)))
+            return self.shape_env.create_symintnode(expression, hint=self.hint(expression, int))
+        except _SizeError as error:
+            self.error(span, str(error))
+            return None
+
+    def hint(self, expression, kind):
+        """What the expression is when every backed symbol is SYMBOL_HINT; None with an
+        unbacked symbol (`u0`) in it."""
+        if any(symbol.name.startswith("u") for symbol in expression.free_symbols):
+            return None
+        value = expression.subs({s: SYMBOL_HINT for s in expression.free_symbols})
+        try:
+            return kind(bool(value) if kind is bool else value)
+        except (TypeError, ValueError):
+            return None
+
+    def size_expression(self, size, factor: bool = False):
+        """A parsed size -> a sympy expression over the text's symbols. `factor`: it is an
+        operand of `*`, where a negated sum stays one (`-(s0 + 1)*u0`, as sympy prints -1
+        times both; evaluated, the -1 would go into the sum)."""
         kind = size[0]
         if kind == "int":
-            return size[1]
+            return sympy.Integer(size[1])
+        if kind == "float":
+            return sympy.Float(size[1])
+        if kind == "bool":
+            return sympy.true if size[1] else sympy.false
         if kind == "symbol":
             return self.symbol(size[1])
-        left, right = self.size_expression(size[2]), self.size_expression(size[3])
-        op = size[1]
-        if op == "//":
-            return left // right if isinstance(left, int) and isinstance(right, int) else \
-                FloorDiv(left, right)
-        return {"+": lambda a, b: a + b, "-": lambda a, b: a - b,
-                "*": lambda a, b: a * b}[op](left, right)
+        if kind == "neg":
+            # As sympy printed it: `-(s0 + 1)*u0` is -1 times both, not (-s0 - 1) times u0.
+            operand = self.size_expression(size[1], factor)
+            return sympy.Mul(sympy.S.NegativeOne, operand, evaluate=False) \
+                if factor and operand.is_Add else -operand
+        if kind == "not":
+            return sympy.Not(self.size_expression(size[1]))
+        if kind == "call":
+            _, name, args, _span = size
+            function = _SYMBOLIC_FUNCTIONS.get(name)
+            if function is None:
+                raise _SizeError(f"`{name}` is no function of symbolic sizes; they are "
+                                 f"{', '.join(sorted(_SYMBOLIC_FUNCTIONS))}")
+            operands = [self.size_expression(a) for a in args]
+            try:
+                return function(*operands)
+            except Exception as error:  # sympy's and torch's functions assert their domains
+                raise _SizeError(f"`{name}` cannot take {', '.join(map(str, operands))}"
+                                 + (f": {error}" if str(error) else "")) from None
+        _, op, left, right = size
+        left, right = (self.size_expression(side, op == "*") for side in (left, right))
+        if op in ("//", "%", "/") and right == 0:
+            raise _SizeError(f"`{op} 0`: a size divided by zero")
+        try:
+            return _SYMBOLIC_OPERATORS[op](left, right)
+        except Exception as error:
+            raise _SizeError(f"`{op}` cannot take {left} and {right}"
+                             + (f": {error}" if str(error) else "")) from None
 
     def symbol(self, name: str) -> sympy.Symbol:
+        """A symbol of the shape environment: unbacked (`u0`: a data-dependent size, no hint)
+        or backed, standing for SYMBOL_HINT when the graph runs."""
         if name not in self.symbols:
-            symbol = sympy.Symbol(name, integer=True, positive=True)
-            self.shape_env.backed_var_to_val[symbol] = sympy.Integer(SYMBOL_HINT)
-            self.shape_env.var_to_range[symbol] = self.shape_env._default_value_range()
-            self.shape_env.var_to_sources[symbol] = []
+            if _UNBACKED.fullmatch(name):
+                # The environment numbers its unbacked symbols: make them up to this one.
+                if int(name[1:]) > MAX_UNBACKED:
+                    raise _SizeError(f"`{name}`: a graph text numbers its unbacked symbols "
+                                     f"up to u{MAX_UNBACKED}")
+                while self.shape_env.unbacked_symint_counter <= int(name[1:]):
+                    made = self.shape_env.create_unbacked_symint().node.expr
+                    self.symbols[made.name] = made
+                return self.symbols[name]
+            else:
+                symbol = sympy.Symbol(name, integer=True, positive=True)
+                self.shape_env.backed_var_to_val[symbol] = sympy.Integer(SYMBOL_HINT)
+                self.shape_env.var_to_range[symbol] = self.shape_env._default_value_range()
+                self.shape_env.var_to_sources[symbol] = []
             self.symbols[name] = symbol
         return self.symbols[name]
 
     # --- modules ---------------------------------------------------------------------------------
     def module(self, name: str, built, modules: dict) -> torch.fx.GraphModule:
+        """The graph's module: the nested graphs it fetches or calls, and a zero tensor for
+        each attribute it fetches with a tensor annotation. Those are all it can reach: a
+        target names one of them by a plain path, never an attribute of what it holds."""
         section, graph = built
         root = torch.nn.Module()
         prefix = "" if name == "forward" else f"{name}."
+        declared: dict[str, str] = {}  # target -> "graph" | "tensor"
         for node in graph.nodes:
-            if node.op not in ("get_attr", "call_module"):
+            if node.op not in ("get_attr", "call_module") or _attribute_problem(node.target):
+                continue  # a bad target is reported where it is read
+            span = self.spans.get(node, section.span)
+            kind = "graph" if f"{prefix}{node.target}" in modules else (
+                "tensor" if node.op == "get_attr" and isinstance(node.meta.get("val"), torch.Tensor)
+                else None)
+            if kind is None:
+                if declared.get(node.target) == "tensor" and node.op == "get_attr":
+                    continue  # fetched again, without an annotation this time
+                what = "calls" if node.op == "call_module" else "fetches"
+                self.error(span, f"`{node.name}` {what} `{node.target}`, which is no graph of "
+                                 "this text" + ("" if node.op == "call_module"
+                                                else " and has no tensor annotation"))
                 continue
-            path = f"{prefix}{node.target}"
-            if path in modules:
-                _set_attr(root, node.target, modules[path])
-            elif node.op == "get_attr" and isinstance(node.meta.get("val"), torch.Tensor):
+            if node.op == "call_module" and kind != "graph":
+                self.error(span, f"`{node.name}` calls `{node.target}`, which is no graph")
+                continue
+            if declared.setdefault(node.target, kind) != kind:
+                self.error(span, f"`{node.target}` is fetched both as a graph and as a tensor")
+                continue
+            problem = _container_problem(node.target, declared)
+            if problem is not None:
+                self.error(span, problem)
+                continue
+            if kind == "graph":
+                _set_attr(root, node.target, modules[f"{prefix}{node.target}"])
+            else:
                 value = node.meta["val"]
                 _set_attr(root, node.target, torch.zeros(
                     [int(d) if isinstance(d, int) else SYMBOL_HINT for d in value.shape],
                     dtype=value.dtype))
-            elif fetch_attr(root, node.target, None) is None:
-                self.error(self.spans.get(node, section.span),
-                           f"`{node.name}` fetches `{node.target}`, which is no graph of this "
-                           "text and has no tensor annotation")
         if self.diagnostics:
             return torch.fx.GraphModule(root, torch.fx.Graph())
         try:
-            return torch.fx.GraphModule(root, graph)
+            return ContainedGraphModule(root, graph)
         except Exception as error:  # FX's codegen rejecting a call the checks above let by
             self.error(section.span, f"FX cannot generate code for `{name}`: {error}")
             return torch.fx.GraphModule(root, torch.fx.Graph())
@@ -655,6 +823,18 @@ def _argument(arg, nodes: dict):
     return TensorArgument(name=arg)
 
 
+def _container_problem(target: str, declared: dict[str, str]) -> str | None:
+    """Why the parents of an attribute path cannot be plain containers: one is a tensor or a
+    graph the text declares (`w.T`, `submod_1.graph`)."""
+    parts = target.split(".")
+    for end in range(1, len(parts)):
+        parent = ".".join(parts[:end])
+        if parent in declared:
+            return (f"`{target}` reaches into `{parent}`, a {declared[parent]} of the text; a "
+                    "target names a graph or a tensor, not what one holds")
+    return None
+
+
 def _set_attr(root: torch.nn.Module, target: str, value) -> None:
     *parents, last = target.split(".")
     for part in parents:
@@ -665,6 +845,48 @@ def _set_attr(root: torch.nn.Module, target: str, value) -> None:
         root.add_module(last, value)
     else:
         root.register_buffer(last, value)
+
+
+class _SizeError(Exception):
+    """A size or symbolic value that cannot be formed; the message is for the user."""
+
+
+_UNBACKED = re.compile(r"u\d+")
+_SYMBOLIC_OPERATORS = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "**": operator.pow,
+    "//": FloorDiv, "%": sympy_functions.PythonMod, "/": sympy_functions.IntTrueDiv,
+    ">=": sympy.Ge, "<=": sympy.Le, ">": sympy.Gt, "<": sympy.Lt, "==": sympy.Eq,
+    "!=": sympy.Ne, "&": sympy.And, "|": sympy.Or,
+}
+# The functions torch's symbolic shapes print (torch.utils._sympy.functions), and sympy's
+# equalities: what a `Sym(...)` annotation or a size may call.
+_SYMBOLIC_FUNCTIONS = {
+    "Eq": sympy.Eq, "Ne": sympy.Ne, "Abs": sympy.Abs,
+    **{name: getattr(sympy_functions, name) for name in (
+        "Max", "Min", "Mod", "PythonMod", "FloorDiv", "CleanDiv", "CeilDiv", "IntTrueDiv",
+        "FloatTrueDiv", "ToFloat", "TruncToInt", "TruncToFloat", "CeilToInt", "FloorToInt",
+        "RoundToInt", "RoundDecimal", "ModularIndexing", "PowByNatural", "FloatPow",
+        "Identity", "Where", "LShift", "RShift", "BitwiseFn_bitwise_and",
+        "BitwiseFn_bitwise_or", "BitwiseFn_bitwise_xor")},
+    **{name: getattr(sympy_functions, name) for name in dir(sympy_functions)
+       if name.startswith("OpaqueUnaryFn_")},
+}
+_CONDITIONS = (sympy.logic.boolalg.BooleanFunction, sympy.logic.boolalg.BooleanAtom)
+_FLOAT_FUNCTIONS = (sympy_functions.ToFloat, sympy_functions.FloatTrueDiv,
+                    sympy_functions.TruncToFloat, sympy_functions.FloatPow)
+
+
+def _is_float(expression) -> bool:
+    return isinstance(expression, _FLOAT_FUNCTIONS) or expression.func.__name__.startswith(
+        "OpaqueUnaryFn_") or any(isinstance(a, sympy.Float) for a in expression.atoms())
+
+
+def _resolve_graph_name(path: tuple[str, ...]):
+    """A dotted name as graph text writes it (`aten.sin.default`, `higher_order.cond`,
+    `operator.add`, `torch.float32`) -> its object, through the rule files' allowlist."""
+    if path[0] == "higher_order" or path[0] in _op_namespaces():
+        return resolve(("torch", "ops", *path)).value
+    return resolve(("operator", *path[1:]) if path[0] == "_operator" else path).value
 
 
 def _unresolved(*args, **kwargs):  # the target of a node whose target did not resolve

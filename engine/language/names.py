@@ -9,17 +9,19 @@ by what it is, not by how it was reached (`torch.os.system` is `posix.system`, a
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import operator
+import sys
 import types
 from dataclasses import dataclass
 
 import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 
+from . import effects
 from .suggest import did_you_mean
 
+_MISSING = object()
 ROOTS = {"torch": torch, "operator": operator, "math": math}
 NAMESPACES = ("torch", "operator", "_operator", "math")
 CONSTANT_TYPES = (torch.dtype, torch.layout, torch.memory_format, torch.device, bool, int, float, str)
@@ -46,6 +48,9 @@ def resolve(path: tuple[str, ...]) -> Resolved:
         )
     value: object = ROOTS[path[0]]
     for depth, part in enumerate(path[1:], start=2):
+        if part.startswith("__") and part.endswith("__"):
+            raise ResolveError(f"`{'.'.join(path[:depth])}` names a dunder attribute; a rule or "
+                               "graph file names ops, functions and constants only")
         value = _attribute(value, part, ".".join(path[: depth - 1]))
         if isinstance(value, types.ModuleType) and not _allowed_module(value.__name__):
             raise ResolveError(
@@ -56,18 +61,21 @@ def resolve(path: tuple[str, ...]) -> Resolved:
 
 
 def _attribute(value: object, part: str, where: str) -> object:
-    try:
-        return getattr(value, part)
-    except AttributeError:
-        pass
-    except Exception as error:  # an attribute that fails to load is reported, not raised
-        raise ResolveError(f"`{where}.{part}` could not be looked up: {error}") from None
-    if isinstance(value, types.ModuleType):
-        # A submodule that `import torch` did not load yet; only allowed modules get here.
+    if type(value) is types.ModuleType:  # not torch.ops's namespaces, which make ops on demand
+        # What the module holds, or a submodule already loaded: never a module's lazy
+        # `__getattr__` nor an import, so naming a name imports nothing.
+        member = vars(value).get(part, _MISSING)
+        if member is _MISSING:
+            member = sys.modules.get(f"{value.__name__}.{part}", _MISSING)
+        if member is not _MISSING:
+            return member
+    else:
         try:
-            return importlib.import_module(f"{value.__name__}.{part}")
-        except ImportError:
+            return getattr(value, part)
+        except AttributeError:
             pass
+        except Exception as error:  # an attribute that fails to load is reported, not raised
+            raise ResolveError(f"`{where}.{part}` could not be looked up: {error}") from None
     if isinstance(value, OpOverloadPacket):
         overloads = value.overloads()
         raise ResolveError(f"`{where}` has no overload `{part}`; it has {', '.join(overloads)}"
@@ -104,26 +112,52 @@ def _namespaces() -> list[str]:
 
 def _kind(dotted: str, value: object) -> str:
     if isinstance(value, HigherOrderOperator):
+        _check_effect(dotted, value)
         return "hop"
     if isinstance(value, (OpOverload, OpOverloadPacket)):
-        if op_key(value).__name__ in _READS_FILES:
-            raise ResolveError(f"`{dotted}` reads a file; a rule or graph file may not name it")
+        _check_effect(dotted, value)
         return "op"
     if isinstance(value, CONSTANT_TYPES):
         return "constant"
     if isinstance(value, types.ModuleType):
         raise ResolveError(f"`{dotted}` is a module; name a callable or a constant in it")
     if callable(value) and not isinstance(value, type):
+        name = getattr(value, "__name__", "?")
+        if getattr(torch.Tensor, name, None) is value:  # `torch.Tensor.sin`: a tensor method
+            refusal = effects.method_refusal(name)
+            if refusal is not None:
+                raise ResolveError(f"`{dotted}` {refusal}")
+            return "function"
         home = getattr(value, "__module__", None) or ""
         if not _allowed_module(home):
-            raise ResolveError(f"`{dotted}` is `{home}.{getattr(value, '__name__', '?')}`, "
-                               "outside the allowed namespaces")
-        if home.split(".")[0] == "torch" and not _computes(value):
-            raise ResolveError(
-                f"`{dotted}` is not a tensor operation nor a graph marker, the only functions "
-                "a rule or graph file may name")
+            raise ResolveError(f"`{dotted}` is `{home}.{name}`, outside the allowed namespaces")
+        refusal = effects.function_refusal(value)
+        if refusal is not None:
+            raise ResolveError(f"`{dotted}` {refusal}")
+        if home.split(".")[0] == "torch":
+            if not _computes(value):
+                raise ResolveError(
+                    f"`{dotted}` is not a tensor operation nor a graph marker, the only "
+                    "functions a rule or graph file may name")
+            effect = effects.binding_effect(value)
+            if effect is not None and not effects.is_allowed(getattr(torch.ops.aten, name), effect):
+                raise ResolveError(_effect_message(dotted, f"aten.{name}", effect))
         return "function"
     raise ResolveError(f"`{dotted}` is a {type(value).__name__}, not a callable or a constant")
+
+
+def _check_effect(dotted: str, op: object) -> None:
+    effect = effects.op_effect(op)
+    if effect is not None and not effects.is_allowed(op, effect):
+        raise ResolveError(_effect_message(dotted, effects.op_name(op), effect))
+
+
+def _effect_message(dotted: str, name: str, effect: str) -> str:
+    if effect in effects.NEVER_ALLOWED:
+        return f"`{dotted}` {effect}; a rule or graph file may not name it"
+    return (f"`{dotted}` {effect}; a rule or graph file names it only where that is allowed: "
+            f"`--allow-effect {name}` on the command line, "
+            f"`engine.allowed_effects(\"{name}\")` in Python")
 
 
 # The torch functions a captured graph calls that are not computations on tensors: the markers
@@ -148,10 +182,6 @@ def _computes(function: object) -> bool:
         return False
 
 
-# ATen's bindings that read files; the ops behind them are refused too (`_op_refusal`).
-_READS_FILES = ("from_file",)
-
-
 @functools.cache
 def _tensor_functions() -> frozenset:
     overridable = torch.overrides.get_overridable_functions()
@@ -159,7 +189,7 @@ def _tensor_functions() -> frozenset:
     for binding in (torch._C._VariableFunctions, torch._C._nn, torch._C._fft, torch._C._linalg,
                     torch._C._special, torch._C._nested, torch._C._sparse):
         functions.update(getattr(binding, name) for name in dir(binding)
-                         if not name.startswith("__") and name not in _READS_FILES)
+                         if not name.startswith("__"))
     return frozenset(functions)
 
 
