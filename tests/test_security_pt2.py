@@ -249,6 +249,13 @@ def hostile(benign: Path, folder: Path, marker) -> dict[str, Path]:
                         {"as_bool": True}, {"as_operator": "torch.os.system"},
                         {"as_string": f"touch {marker('operator_argument')}"})])
 
+    def effect_argument(d):  # the same with an op whose effect lies outside tensors
+        node = graph(d)["nodes"][1]
+        node.update(target="torch.ops.higher_order.wrap_with_set_grad_enabled", name=None,
+                    inputs=[{"name": "", "arg": arg, "kind": 1} for arg in (
+                        {"as_bool": True}, {"as_operator": "torch.ops.aten._print.default"},
+                        {"as_string": "printed"})])
+
     def stack_trace(d):
         graph(d)["nodes"][1]["metadata"]["stack_trace"] = \
             'File "m.py", line 1, in f\n    x\r' + touch(marker("stack_trace"))
@@ -279,6 +286,7 @@ def hostile(benign: Path, folder: Path, marker) -> dict[str, Path]:
         "defaultdict_spec": edited("defaultdict_spec", model=lambda d: in_spec(d, factory)),
         "target": edited("target", model=target),
         "operator_argument": edited("operator_argument", model=operator_argument),
+        "effect_argument": edited("effect_argument", model=effect_argument),
         "stack_trace": edited("stack_trace", model=stack_trace),
         "aoti_only": rebuild(benign, folder / "aoti_only.pt2", add=aoti(marker("aoti_only"), library=True),
                              drop=("models/model.json", "data/sample_inputs/model.pt")),
@@ -327,6 +335,8 @@ REFUSALS = {
               "Operator '<built-in function system>' is not an allowed operator type",
     "operator_argument": "small/models/model.json: node `wrap_with_set_grad_enabled` takes a "
                          "builtin_function_or_method (`<built-in function system>`)",
+    "effect_argument": "small/models/model.json: node `wrap_with_set_grad_enabled` calls "
+                       "`aten._print`, which prints (allowed with --allow-effect aten._print)",
     "stack_trace": "small/models/model.json: graph_module.graph.nodes[1].metadata"
                    "[\"stack_trace\"]: the text holds a control character ('\\r')",
     "aoti_only": "no exported program `models/model.json`; it holds only AOTInductor-compiled "

@@ -64,6 +64,8 @@ from typing import Annotated, Any
 
 import torch
 
+from ..language.effects import NEVER_ALLOWED, is_allowed, op_effect, op_name
+
 __all__ = ["Pt2Error", "load_program"]
 
 # torch.export.save writes entries stored; a deflated one may unpack to at most this many times
@@ -777,6 +779,15 @@ def _check_calls(program, where: str) -> None:
     allowed = _allowed_functions()
     operators = (OpOverload, HigherOrderOperator, *_registered_extension_types())
 
+    def acts(op, node) -> None:  # the rule files' and graph text's refusals, read off the op
+        if isinstance(op, (OpOverload, HigherOrderOperator)):
+            effect = op_effect(op)
+            if effect is not None and not is_allowed(op, effect):
+                allowing = "" if effect in NEVER_ALLOWED else \
+                    f" (allowed with --allow-effect {op_name(op)})"
+                raise _Refused(f"{where}: node `{node.name}` calls `{op_name(op)}`, which "
+                               f"{effect}{allowing}")
+
     def value(arg, node) -> None:
         if isinstance(arg, (list, tuple)):
             for a in arg:
@@ -785,7 +796,7 @@ def _check_calls(program, where: str) -> None:
             for a in arg.values():
                 value(a, node)
         elif isinstance(arg, operators):
-            pass
+            acts(arg, node)
         elif not isinstance(arg, _VALUE_TYPES):
             raise _Refused(f"{where}: node `{node.name}` takes a {type(arg).__name__} "
                            f"(`{_shown(str(arg))}`)")
@@ -800,6 +811,7 @@ def _check_calls(program, where: str) -> None:
                     node.target not in allowed:
                 raise _Refused(f"{where}: node `{node.name}` calls "
                                f"`{_shown(str(node.target))}`, not an operator")
+            acts(node.target, node)
             value(node.args, node)
             value(node.kwargs, node)
 
