@@ -531,17 +531,22 @@ def _assumptions() -> frozenset[str]:
     return frozenset(_assume_defined)
 
 
+def _parsed(text: str, characters: re.Pattern, shown: str, bad) -> ast.Expression:
+    """The Python parse tree of `text` (never evaluated), if it holds only `characters`."""
+    if not characters.fullmatch(text):
+        bad(f"a character outside letters, digits and {shown}")
+    try:
+        return ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
+        bad(f"{type(error).__name__}")
+
+
 def _check_expression(text: str, where: str) -> None:
     """`text` is a sympy expression as torch writes it; refused before sympy evaluates it."""
     def bad(why: str):
         raise _Refused(f"{where}: `{_shown(text)}` is not a size expression ({why})")
 
-    if not _EXPRESSION_CHARS.fullmatch(text):
-        bad("a character outside letters, digits and ( ) , . ' = + - * / %")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
-        bad(f"{type(error).__name__}")
+    tree = _parsed(text, _EXPRESSION_CHARS, "( ) , . ' = + - * / %", bad)
 
     def number(node) -> bool:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -624,12 +629,7 @@ def _check_guard(text: str, where: str) -> None:
     def bad(why: str):
         raise _Refused(f"{where}: `{_shown(text)}` is not a guard ({why})")
 
-    if not _GUARD_CHARS.fullmatch(text):
-        bad("a character outside letters, digits, spaces and ( ) [ ] . , ' = < > ! + - * / %")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
-        bad(f"{type(error).__name__}")
+    tree = _parsed(text, _GUARD_CHARS, "spaces and ( ) [ ] . , ' = < > ! + - * / %", bad)
 
     def path(node) -> None:  # L['x'], L['x'].size()[0], L['x']['k'][1]
         if isinstance(node, ast.Subscript):
