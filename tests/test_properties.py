@@ -14,7 +14,9 @@ written as `.rw` text and loaded like any rule file. Then:
   bindings with FX's own mutation API: templates inserted before their roots, uses redirected,
   then every node of a match that nothing uses any more erased, and nothing else;
 - `engine verify` judges the rule (drawn instances, and the graph as a model) without an
-  internal error.
+  internal error, on graphs and rules drawn `rich`: with a random op, a prim that has no
+  autograd formula, more `_` inputs and templates making constants (what once crashed it);
+  and a graph compared with itself is the same, values and gradients.
 
 CI runs the `ci` profile (a fixed number of examples, derandomized, so main stays green); the
 nightly profile runs many more with fresh seeds: `scripts/nightly`.
@@ -23,6 +25,7 @@ nightly profile runs many more with fresh seeds: `scripts/nightly`.
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 import torch.fx
@@ -38,7 +41,8 @@ from engine.matching.match import compile_node, compile_value, match_node, match
 from engine.rewriting.decide import decide_dag_pass
 from engine.rewriting.evaluate import Evaluator
 from engine.rewriting.replace import rewrite_graph
-from engine.tools.verify import verify
+from engine.tools.compare import Allowance, Comparison, compare_gradients, compare_graphs
+from engine.tools.verify import CRASH, verify
 
 
 aten = torch.ops.aten
@@ -53,12 +57,28 @@ USES = "\n".join(f"use torch.ops.aten.{name}\nuse torch.ops.aten.{name}.{o._over
                  f"{name}_o" for name, o in OVERLOAD.items())
 SHAPE = (3,)
 CONTEXT = Context(ambient_grad=True)
+# What the graphs and rules `verify` is judged on draw besides (`rich`): the shapes that once
+# crashed it. A random op (both sides must draw alike), a prim with no autograd formula (as
+# every graph Inductor hands its passes has), more `_` inputs, and templates that make a tensor
+# from no tensor (evaluated in the graph's fake mode).
+RANDOM, CONVERT = aten.rand.default, torch.ops.prims.convert_element_type.default
+RICH_NAME_OF = {**NAME_OF, RANDOM: "rand", CONVERT: "convert_element_type"}
+RICH_USES = USES + """
+use torch.ops.aten.rand
+use torch.ops.aten.rand.default as rand_o
+use torch.ops.prims.convert_element_type
+use torch.ops.prims.convert_element_type.default as convert_element_type_o
+use torch.ops.aten.zeros.default as zeros_o
+use torch.ops.aten.full.default as full_o
+use torch.ops.aten.scalar_tensor.default as scalar_tensor_o"""
+CONSTANTS = ("zeros_o([3])", "full_o([3], 1.5)", "scalar_tensor_o(2.0)")
 
 
 # --- graphs ----------------------------------------------------------------------------------
 @st.composite
-def graphs(draw) -> torch.fx.GraphModule:
-    """1 or 2 inputs, 1 to 8 elementwise ops over earlier values, 1 to 3 outputs."""
+def graphs(draw, rich: bool = False) -> torch.fx.GraphModule:
+    """1 or 2 inputs, 1 to 8 elementwise ops over earlier values, 1 to 3 outputs; `rich`, some
+    of them `rand([3])` or `prims.convert_element_type(v, torch.float32)`."""
     with FakeTensorMode():
         fake = torch.empty(SHAPE)
     graph = torch.fx.Graph()
@@ -67,7 +87,13 @@ def graphs(draw) -> torch.fx.GraphModule:
         value.meta["val"] = fake
     for _ in range(draw(st.integers(1, 8))):
         earlier = st.sampled_from(values)
-        name = draw(st.sampled_from(sorted(OVERLOAD)))
+        name = draw(st.sampled_from(sorted(OVERLOAD) + ["rand", "convert"] * rich))
+        if name in ("rand", "convert"):
+            node = graph.call_function(RANDOM, ([3],)) if name == "rand" else \
+                graph.call_function(CONVERT, (draw(earlier), torch.float32))
+            node.meta["val"] = fake
+            values.append(node)
+            continue
         if name in UNARY:
             args, kwargs = (draw(earlier),), {}
         elif name == "mul" and draw(st.booleans()):
@@ -89,8 +115,10 @@ class RuleWriter:
     """Writes a pattern for a node of the graph as .rw text, in the order the checker reads
     it, remembering what each variable binds."""
 
-    def __init__(self, draw):
+    def __init__(self, draw, rich: bool = False):
         self.draw = draw
+        self.rich = rich
+        self.name_of = RICH_NAME_OF if rich else NAME_OF
         self.names: dict[torch.fx.Node, str] = {}  # nodes variables bind
         self.literals: list[str] = []  # variables binding literals
         self.keywords: list[str] = []  # variables binding `**` keywords
@@ -104,7 +132,7 @@ class RuleWriter:
     def call(self, node: torch.fx.Node, depth: int) -> str:
         draw = self.draw
         self.covered.add(node)
-        name = NAME_OF[node.target]
+        name = self.name_of[node.target]
         callee = name + ("_o" if draw(st.booleans()) else "")
         args = [self.argument(arg, depth) for arg in node.args]
         kwargs = self.keyword_patterns(node)
@@ -126,8 +154,9 @@ class RuleWriter:
 
     def argument(self, arg, depth: int) -> str:
         draw = self.draw
-        if not isinstance(arg, torch.fx.Node):  # a literal: itself, `_`, or bound
-            choice = draw(st.sampled_from(["literal", "wildcard", "bind"]))
+        if not isinstance(arg, torch.fx.Node):  # a literal: itself, `_`, or bound (a number)
+            choice = draw(st.sampled_from(["literal", "wildcard"] + ["bind"] * (
+                type(arg) in (int, float))))
             if choice == "bind":
                 self.literals.append(self.fresh("k"))
                 return f"${self.literals[-1]}"
@@ -140,7 +169,7 @@ class RuleWriter:
                 self.names[arg] = self.fresh()
                 text = f"${self.names[arg]} = {text}"
             return text
-        if draw(st.integers(0, 5)) == 0:
+        if draw(st.integers(0, 1 if self.rich else 5)) == 0:
             return "_"
         self.names[arg] = self.fresh()
         return f"${self.names[arg]}"
@@ -150,6 +179,8 @@ class RuleWriter:
         bound that `avoid` does not name."""
         draw = self.draw
         bound = sorted(name for name in self.names.values() if name not in avoid)
+        if self.rich and draw(st.integers(0, 3)) == 0:
+            return draw(st.sampled_from(CONSTANTS))
         if depth <= 0 or draw(st.integers(0, 2)) == 0:
             return f"${draw(st.sampled_from(bound))}"
         name = draw(st.sampled_from(sorted(OVERLOAD)))
@@ -168,12 +199,12 @@ class RuleWriter:
 
 
 @st.composite
-def cases(draw):
-    """A graph, and the text of a rule that matches it somewhere."""
-    gm = draw(graphs())
+def cases(draw, rich: bool = False):
+    """A graph, and the text of a rule that matches it somewhere (`rich`: see RICH_USES)."""
+    gm = draw(graphs(rich))
     calls = [n for n in gm.graph.nodes if n.op == "call_function"]
     root = draw(st.sampled_from(calls))
-    writer = RuleWriter(draw)
+    writer = RuleWriter(draw, rich)
     depth = draw(st.integers(0, 3))
     roots = [writer.call(root, depth)]
     root_names = ["r0"] if draw(st.booleans()) else []
@@ -205,7 +236,8 @@ def cases(draw):
             (f"${name} " if name else "")
             + f"with {writer.template(draw(st.integers(0, 2)), avoid)}"
             for name, avoid in replaced)
-    return gm, f"{USES}\nrule r:\n    match {', '.join(roots)}\n    {action}\n"
+    uses = RICH_USES if rich else USES
+    return gm, f"{uses}\nrule r:\n    match {', '.join(roots)}\n    {action}\n"
 
 
 # --- the properties --------------------------------------------------------------------------
@@ -344,17 +376,31 @@ def _build(graph, template, bindings, made):
 
 @settings(max_examples=40,  # verify draws instances itself: a search inside the search
           suppress_health_check=[HealthCheck.nested_given, HealthCheck.too_slow])
-@given(cases())
+@given(cases(rich=True))
 def test_verify_judges_random_rules_without_an_internal_error(case):
     """`engine verify` on rules it has never seen, drawn instances and the graph as a model:
-    findings or none, each rendered with its rule's line, never an exception."""
+    findings or none, each rendered with its rule's line, never an exception nor a failure of
+    verify itself (a `CRASH` finding); a template making a constant is evaluated with the
+    graph's values (never "fails on its inputs"). And the graph compared with itself, random
+    op and prim without gradient included, is the same: values and gradients where it has
+    them."""
     gm, text = case
     rules = engine.rules_from_text(text)
     rules.max_passes = 4
     result = verify(rules, [("the graph", gm)], examples=5)
     for finding in result.findings:
-        assert finding.render().startswith(("<text>:", "error: the rules")), finding.render()
+        rendered = finding.render()
+        assert rendered.startswith(("<text>:", "error: the rules")), rendered
+        assert finding.kind != CRASH, rendered
+        assert "fails on its inputs" not in rendered, rendered
     assert result.render().splitlines()[-1].endswith("in 1 rule")
+    inputs = [torch.randn(SHAPE) for n in gm.graph.nodes if n.op == "placeholder"]
+    names = [f"x{i}" for i in range(len(inputs))]
+    assert compare_graphs(gm, gm, inputs, Allowance(), Comparison(), names) is None
+    seen = Comparison()
+    assert compare_gradients(gm, gm, inputs, list(range(len(inputs))), Allowance(), seen,
+                             names) is None
+    assert set(seen.gradientless) in (set(), {0, 1})
 
 
 def test_the_writer_reaches_every_feature():
@@ -375,3 +421,29 @@ def test_the_writer_reaches_every_feature():
     assert seen == {"shared ", "commutative ", "**$kw", "**_", "$r1 =", "erase", "_o(", "= ",
                     "$k"}
 
+
+
+def test_the_rich_writer_reaches_the_shapes_that_crashed_verify():
+    """What `test_verify_judges_random_rules_without_an_internal_error` is there for: patterns
+    with two `_` tensors, over a random op and a prim, templates making constants; graphs
+    with a prim and a random op in them."""
+    seen = set()
+
+    @settings(max_examples=300, derandomize=True, database=None)
+    @given(cases(rich=True))
+    def collect(case):
+        gm, text = case
+        match, _, action = text.split("rule r:")[1].partition("\n    replace")
+        if len(re.findall(r"[(,] ?_[,)]", match)) >= 2:
+            seen.add("two `_`")
+        for feature in ("rand", "convert_element_type"):
+            if feature in match:
+                seen.add(feature)
+        if any(constant in action for constant in CONSTANTS):
+            seen.add("a constant")
+        targets = {node.target for node in gm.graph.nodes}
+        if {RANDOM, CONVERT} <= targets:
+            seen.add("a graph with both")
+
+    collect()
+    assert seen == {"two `_`", "rand", "convert_element_type", "a constant", "a graph with both"}

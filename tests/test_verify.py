@@ -249,3 +249,205 @@ def test_the_readme_counterexample_is_what_the_command_prints():
                          "whole):\n\n```\n")[1].split("```")[0]
     printed = engine_verify("tests/verify/unsound.rw").stdout
     assert block in printed
+
+
+# --- rule shapes that once crashed verify (issue 22) ----------------------------------------------
+ANONYMOUS = """\
+use torch.ops.aten.mm
+use torch.ops.aten.matmul
+use torch.ops.aten.add
+use torch.ops.aten.sub
+use torch.ops.aten.neg.default as neg
+use torch.ops.aten.add.Tensor as add_tensor
+
+rule mm_as_matmul:
+    match mm(*$a)
+    replace with matmul(*$a)
+
+rule alpha_one:
+    match add_tensor(*$a)
+    replace with add_tensor(*$a, alpha=1)
+
+rule drops_two_anonymous_inputs:
+    match add(_, sub(_, $x))
+    replace with $x
+
+rule double_negation:
+    match neg(neg($x))
+    replace with $x
+    verify aliases
+"""
+
+
+def rule_line(output: str, rule: str) -> str:
+    return next(line for line in output.splitlines() if f": rule `{rule}`: " in line
+                and " error: " not in line)
+
+
+def test_patterns_with_several_anonymous_tensors_are_written_out_and_verified(tmp_path):
+    """Each `_` tensor (and each `*$a` one) is a placeholder of its own: the written-out
+    graph runs, the sound rule passes and the wrong one is caught, `_` named as written."""
+    rules = tmp_path / "anonymous.rw"
+    rules.write_text(ANONYMOUS)
+    result = engine_verify(str(rules), "--examples", "25")
+    assert result.returncode == 1, result.stderr
+    assert set(findings_of(result.stdout)) == {"drops_two_anonymous_inputs"}
+    assert re.search(r"^    _ = .*\n    _ = .*\n    \$x = ", result.stdout, re.MULTILINE)
+    # two drawn 2-d tensors that `mm` takes are rare, but each drawn one is written out and run
+    assert re.search(r"rule `mm_as_matmul`: checked on \d+ instances? \(25 drawn: ",
+                     result.stdout), result.stdout
+    for rule in ("alpha_one", "double_negation"):
+        line = rule_line(result.stdout, rule)
+        assert int(re.search(r"checked on (\d+) instances", line).group(1)) > 0, line
+    assert result.stdout.rstrip().endswith("1 finding in 4 rules")
+
+
+def test_a_crash_in_one_rule_is_a_finding_and_the_other_rules_are_verified(monkeypatch):
+    """Whatever goes wrong inside verify for one rule is reported on that rule's line; the
+    rules after it are checked as ever (drawn instances, and matches in a model)."""
+    import engine.tools.verify as verifying
+
+    rules = engine.rules_from_text(
+        "use torch.ops.aten.mm\nuse torch.ops.aten.matmul\n"
+        "use torch.ops.aten.neg.default as neg\n"
+        "rule mm_as_matmul:\n    match mm(*$a)\n    replace with matmul(*$a)\n"
+        "rule double_negation:\n    match neg(neg($x))\n    replace with $x\n"
+        "    verify aliases\n")
+    drawn = verifying.instances
+
+    def crashing(rule):
+        if rule.name == "mm_as_matmul":
+            raise ZeroDivisionError("a bug of verify")
+        return drawn(rule)
+
+    monkeypatch.setattr(verifying, "instances", crashing)
+    match = verifying._verify_match
+
+    def crashing_match(stats, label, module, decision):
+        if decision.rule.name == "double_negation":
+            raise KeyError("another bug")
+        return match(stats, label, module, decision)
+
+    monkeypatch.setattr(verifying, "_verify_match", crashing_match)
+    graph = engine.parse_graph("def forward(x: f32[3]):\n"
+                               "    n: f32[3] = aten.neg.default(x)\n"
+                               "    m: f32[3] = aten.neg.default(n)\n"
+                               "    return (m,)\n")
+    result = verify(rules, [("the graph", graph)], examples=20)
+    crashes = {(finding.rule.name, finding.kind) for finding in result.findings}
+    assert crashes == {("mm_as_matmul", verifying.CRASH), ("double_negation", verifying.CRASH)}
+    rendered = result.render()
+    assert "rule `mm_as_matmul`: verify could not check it: ZeroDivisionError: a bug of " \
+           "verify" in rendered
+    assert "rule `double_negation`: verify could not check it: KeyError: 'another bug'" in \
+        rendered
+    assert "  on the match at `m` in the graph:" in rendered
+    double = next(stats for stats in result.stats if stats.rule.name == "double_negation")
+    assert double.instances > 0  # its drawn instances ran before the model's crash
+    assert rendered.splitlines()[-1] == "2 findings in 2 rules"
+
+
+PRIM_GRAPH = """\
+def forward(x: f32[4]):
+    c: f16[4] = prims.convert_element_type.default(x, torch.float16)
+    n: f16[4] = aten.neg.default(c)
+    m: f16[4] = aten.neg.default(n)
+    return (m,)
+"""
+TO_COPY_GRAPH = """\
+def forward(x: f32[4]):
+    c: f16[4] = aten._to_copy.default(x, dtype=torch.float16)
+    return (c,)
+"""
+
+
+def test_a_program_without_gradients_is_compared_without_them(tmp_path):
+    """Inductor's graphs convert with `prims.convert_element_type`, which has no autograd
+    formula: the programs are compared on their values, and the line says which side has no
+    gradient."""
+    rules = tmp_path / "rules.rw"
+    rules.write_text("use torch.ops.aten.neg.default as neg\n"
+                     "use torch.ops.aten._to_copy.default as to_copy\n"
+                     "use torch.ops.prims.convert_element_type.default as convert\n"
+                     "rule double_negation:\n    match neg(neg($x))\n    replace with $x\n"
+                     "    verify aliases\n"
+                     "rule to_copy_as_prim:\n    match to_copy($x, dtype=$d)\n"
+                     "    replace with convert($x, $d)\n")
+    (tmp_path / "prim.fxg").write_text(PRIM_GRAPH)
+    (tmp_path / "to_copy.fxg").write_text(TO_COPY_GRAPH)
+    result = engine_verify(str(rules), str(tmp_path / "prim.fxg"), str(tmp_path / "to_copy.fxg"),
+                           "--examples", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    prim = next(line for line in lines if line.startswith(f"{tmp_path / 'prim.fxg'}: "))
+    assert prim.startswith(f"{tmp_path / 'prim.fxg'}: the program computes the same before and "
+                           "after the rules (outputs, inputs written in place; 3 seeds); "
+                           "gradients not compared: the program has none, neither before "
+                           "the rules nor after them (RuntimeError: Trying to backward through "
+                           "prims.convert_element_type.default"), prim
+    copied = next(line for line in lines if line.startswith(f"{tmp_path / 'to_copy.fxg'}: "))
+    assert "gradients not compared: after the rules the program has none, before them it " \
+           "has one (RuntimeError: Trying to backward through prims.convert_element_type" \
+           in copied, copied
+
+
+def test_gradients_are_compared_where_both_sides_have_them():
+    convert = graph_of(lambda x: torch.ops.prims.convert_element_type.default(
+        x, torch.float64), "x")
+    to_copy = graph_of(lambda x: x.double(), "x")
+    x = torch.randn(3)
+    seen = Comparison()
+    assert compare_gradients(to_copy, convert, [x], [0], Allowance(), seen, ["x"]) is None
+    assert list(seen.gradientless) == [1]
+    assert "no autograd formula" in seen.gradientless[1]
+    both = Comparison()
+    assert compare_gradients(convert, convert, [x], [0], Allowance(), both, ["x"]) is None
+    assert sorted(both.gradientless) == [0, 1]
+
+
+RANDOM_RULES = """\
+use torch.ops.aten.rand.default as rand
+use torch.ops.aten.randperm.default as randperm
+use torch.ops.aten.mul.Tensor as mul
+use torch.ops.aten.add.Tensor as add
+
+rule rand_times_one:
+    match mul(rand($size), 1)
+    replace with rand($size)
+
+rule randperm_plus_zero:
+    match add(randperm($n), 0)
+    replace with randperm($n)
+"""
+RANDOM_GRAPH = """\
+def forward(x: f32[4]):
+    r: f32[4] = aten.rand.default([4])
+    m: f32[4] = aten.mul.Tensor(r, 1)
+    p: i64[4] = aten.randperm.default(4)
+    a: i64[4] = aten.add.Tensor(p, 0)
+    s: f32[4] = aten.add.Tensor(x, m)
+    return (s, a)
+"""
+
+
+def test_both_sides_of_a_random_op_run_from_one_random_state(tmp_path):
+    rules = tmp_path / "random.rw"
+    rules.write_text(RANDOM_RULES)
+    graph = tmp_path / "random.fxg"
+    graph.write_text(RANDOM_GRAPH)
+    result = engine_verify(str(rules), str(graph), "--examples", "40")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rule in ("rand_times_one", "randperm_plus_zero"):
+        line = rule_line(result.stdout, rule)
+        assert int(re.search(r"checked on (\d+) instances", line).group(1)) > 0, line
+        assert "1 match in 1 model" in line, line
+    assert "the program computes the same before and after the rules" in result.stdout
+
+
+def test_verify_leaves_the_callers_random_state_as_it_was():
+    rules = engine.rules_from_text(RANDOM_RULES)
+    graph = engine.parse_graph(RANDOM_GRAPH)
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    assert verify(rules, [("the graph", graph)], examples=10).sound
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -7,13 +7,26 @@ here; templates evaluate theirs in `engine.rewriting.templates`.
 
 Kinds are those of `engine.language.schemas` (`TENSOR`, `SCALAR`...); ANY takes whatever is
 given.
+
+`DTYPE_NAMES`: the dtypes every file may name bare, without a `use` (in conditions, patterns,
+templates and `verify dtypes(...)`), as torch names them (`float16`, `bfloat16`, `half`) or as
+graph text abbreviates them (`f16`, `bf16`, `i64`, `b8`); a name a file binds with `use` is
+what it binds there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch.fx.graph import dtype_abbrs
+
 from .schemas import ENUM, LIST, OP, SCALAR, STRING, TENSOR
+
+DTYPE_NAMES: dict[str, torch.dtype] = {
+    name: getattr(torch, name) for name in dir(torch)
+    if isinstance(getattr(torch, name, None), torch.dtype)}
+DTYPE_NAMES.update({abbreviation: dtype for dtype, abbreviation in dtype_abbrs.items()})
 
 ANY = "anything"
 BOOL = "a truth value"  # what a predicate gives, and a condition wants

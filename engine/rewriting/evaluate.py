@@ -1,26 +1,48 @@
 """What an op computes from recorded values: fake tensors in, a value (or its spec) out.
 
-Input: an op (an overload, an `operator` or `math` function, a tensor method name) and its
-arguments as recorded values (fake tensors, SymInts, literals). Output: what it returns, run
-under the fake mode its inputs belong to; or for an op packet, the overload the dispatcher
-picks. Both are cached by the inputs' metadata (dtype, shape, strides, device, requires_grad,
-literal values): the thousandth `clamp_min` on an `f32[8, 8]` costs a dict lookup, not a
-fake-tensor dispatch (50 us). A cache hit gives the result's spec, not a tensor: a rewrite
-compares it with the value of the node the template replaces (or repeats) and takes that
-node's value when they agree. Inputs with symbolic sizes are never cached.
+Input: an op (an overload, an `operator` or `math` function, a tensor method name), its
+arguments as recorded values (fake tensors, SymInts, literals) and the graph it goes into.
+Output: what it returns, run under the fake mode its inputs belong to, which is the graph's
+(`mode_of`: that of the fake values its placeholders record); a call with no tensor input
+(`zeros([4])`, `scalar_tensor(0.0)`) runs in the graph's mode too, so that its value combines
+with the graph's values and the rewritten program keeps one fake mode, as torch.export
+requires. Or, for an op packet, the overload the dispatcher picks. Both are cached by the
+inputs' metadata (dtype, shape, strides, device, requires_grad, literal values): the
+thousandth `clamp_min` on an `f32[8, 8]` costs a dict lookup, not a fake-tensor dispatch
+(50 us). A cache hit gives the result's spec, not a tensor: a rewrite compares it with the
+value of the node the template replaces (or repeats) and takes that node's value when they
+agree. Inputs with symbolic sizes are never cached.
 
 One `Evaluator` serves one rewrite, every graph and pass of it.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import weakref
+
 import torch
+import torch.fx
 from torch._ops import OpOverloadPacket
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils import _pytree as pytree
 
 _LITERALS = (bool, int, float, str, type(None), torch.dtype, torch.device, torch.layout,
              torch.memory_format)
+
+
+# Fake tensors log every op that fails on them, with its traceback, as an error; a template
+# that fails is a GraphError naming the rule, and the log would only bury it.
+_EVALUATING: contextvars.ContextVar[bool] = contextvars.ContextVar("evaluating", default=False)
+
+
+class _HeldBack(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _EVALUATING.get()
+
+
+logging.getLogger("torch._subclasses.fake_tensor").addFilter(_HeldBack())
 
 
 class Uncacheable(Exception):
@@ -32,6 +54,31 @@ class Evaluator:
         self.overloads: dict[tuple, object] = {}
         self.specs: dict[tuple, object] = {}
         self.tensor_specs: dict[int, tuple[torch.Tensor, object]] = {}
+        # For a graph whose placeholders record no fake tensor: the node whose value gave its
+        # mode (read again each time: a graph's values may be recorded anew, as verify does).
+        self.sources: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.own_mode: FakeTensorMode | None = None  # for graphs that record no fake value
+
+    def mode_of(self, graph: torch.fx.Graph | None) -> FakeTensorMode:
+        """The fake mode of a graph's values: that of the first fake tensor its placeholders
+        record (else any node's), as `torch._guards.detect_fake_mode` finds it; for a graph
+        that records none, one mode of this evaluator's own, the same for every graph."""
+        mode = None
+        if graph is not None:
+            mode = _placeholders_mode(graph)
+            if mode is None:
+                source = self.sources.get(graph)
+                mode = _mode_of_node(source) if source is not None else None
+            if mode is None:
+                source = next((n for n in graph.nodes if _mode_of_node(n) is not None), None)
+                if source is not None:
+                    self.sources[graph] = source
+                    mode = _mode_of_node(source)
+        if mode is not None:
+            return mode
+        if self.own_mode is None:
+            self.own_mode = FakeTensorMode()
+        return self.own_mode
 
     def key(self, args, kwargs) -> object:
         """What the metadata of a call's arguments caches under (None: they cannot be)."""
@@ -40,25 +87,27 @@ class Evaluator:
         except Uncacheable:
             return None
 
-    def overload(self, packet: OpOverloadPacket, args, kwargs, key) -> object:
+    def overload(self, packet: OpOverloadPacket, args, kwargs, key,
+                 mode: FakeTensorMode | None = None) -> object:
         """The overload of `packet` the dispatcher picks for these values (RuntimeError if
-        none); `key` is `self.key(args, kwargs)`."""
+        none); `key` is `self.key(args, kwargs)`, `mode` the graph's (`mode_of`)."""
         key = (packet, key if key is not None else _signature((args, kwargs)))
         if key not in self.overloads:
-            with _mode(args, kwargs):
+            with _mode(args, kwargs, mode):
                 name = torch._C._jit_resolve_packet(packet._qualified_op_name, *args, **kwargs)
             self.overloads[key] = getattr(packet, name)
         return self.overloads[key]
 
-    def spec(self, op: str, target, args, kwargs, key) -> tuple[object, object]:
+    def spec(self, op: str, target, args, kwargs, key,
+             mode: FakeTensorMode | None = None) -> tuple[object, object]:
         """(spec, value) of what the call returns: the value only when it had to be run (a
-        cache miss), else None; `key` is `self.key(args, kwargs)`. Raises whatever the op
-        raises on these inputs."""
+        cache miss), else None; `key` is `self.key(args, kwargs)`, `mode` the graph's. Raises
+        whatever the op raises on these inputs."""
         if key is not None:
             key = (op, target, key)
             if key in self.specs:
                 return self.specs[key], None
-        value = self.run(op, target, args, kwargs)
+        value = self.run(op, target, args, kwargs, mode)
         try:
             spec = self.spec_of(value)
         except Uncacheable:
@@ -82,11 +131,18 @@ class Evaluator:
         return spec_of(value)
 
     @staticmethod
-    def run(op: str, target, args, kwargs):
-        with _mode(args, kwargs):
-            if op == "call_method":
-                return getattr(args[0], target)(*args[1:], **kwargs)
-            return target(*args, **kwargs)
+    def run(op: str, target, args, kwargs, mode: FakeTensorMode | None = None):
+        """What the call returns, run under its inputs' fake mode, else `mode` (the graph's),
+        else a new one. What it raises is the caller's to report (fake tensors' own log of
+        it, a traceback on stderr, is held back)."""
+        token = _EVALUATING.set(True)
+        try:
+            with _mode(args, kwargs, mode):
+                if op == "call_method":
+                    return getattr(args[0], target)(*args[1:], **kwargs)
+                return target(*args, **kwargs)
+        finally:
+            _EVALUATING.reset(token)
 
 
 def spec_of(value) -> object:
@@ -114,10 +170,32 @@ def _signature(value):
     return torch.Tensor if isinstance(value, torch.Tensor) else type(value)
 
 
-def _mode(args, kwargs):
+def _mode(args, kwargs, mode: FakeTensorMode | None = None):
     """The fake mode the inputs' values belong to (not whatever tracing is under way: a Dynamo
-    backend runs inside a tracing context with a fake mode of its own)."""
+    backend runs inside a tracing context with a fake mode of its own); for inputs with no
+    fake tensor, `mode`, the graph's."""
     for leaf in pytree.tree_leaves((args, kwargs)):
         if isinstance(leaf, FakeTensor):
             return leaf.fake_mode
-    return FakeTensorMode()
+    return mode if mode is not None else FakeTensorMode()
+
+
+def _placeholders_mode(graph: torch.fx.Graph) -> FakeTensorMode | None:
+    """The fake mode of the first fake tensor a placeholder records (placeholders lead the
+    graph: this reads them and stops). Read from the values, never from the modes active now,
+    and without `detect_fake_mode`'s assertion that every value agrees."""
+    for node in graph.nodes:
+        if node.op != "placeholder":
+            return None
+        mode = _mode_of_node(node)
+        if mode is not None:
+            return mode
+    return None
+
+
+def _mode_of_node(node: torch.fx.Node) -> FakeTensorMode | None:
+    value = node.meta.get("val", node.meta.get("example_value"))
+    for leaf in pytree.tree_leaves(value):
+        if isinstance(leaf, FakeTensor):
+            return leaf.fake_mode
+    return None

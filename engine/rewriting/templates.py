@@ -12,7 +12,9 @@ device differs from the root's.
 
 Every planned node gets its value (`meta["val"]`, or Dynamo's `meta["example_value"]`): the one
 that replaces a root takes the root's (it computes the same value); one that repeats a matched
-node (same target, same arguments) takes that node's; any other is computed with fake tensors.
+node (same target, same arguments) takes that node's; any other is computed with fake tensors,
+in the graph's fake mode (`Evaluator.mode_of`), a call with no tensor input (`zeros([4])`) too.
+Whatever evaluating a template raises is a `TemplateError` naming the rule and the node.
 """
 
 from __future__ import annotations
@@ -212,12 +214,16 @@ class TemplatePlanner:
         return self._repeats
 
     # --- values --------------------------------------------------------------------------------
+    def _mode(self):
+        """The fake mode of the graph the rewrite builds into: its values'."""
+        return self.evaluator.mode_of(self.root.graph)
+
     def _overload(self, packet: OpOverloadPacket, fake, metadata, template) -> object:
         try:
             if fake is MISSING:
                 raise RuntimeError("an argument has no recorded value")
-            return self.evaluator.overload(packet, *fake, metadata)
-        except RuntimeError as error:
+            return self.evaluator.overload(packet, *fake, metadata, self._mode())
+        except Exception as error:
             raise self._error(template.span, f"cannot tell which overload of `{packet}` to "
                                              f"call: {error}") from None
 
@@ -230,14 +236,15 @@ class TemplatePlanner:
                 planned.meta.update({k: source.meta[k] for k in CARRIED_META
                                      if k in source.meta})
             return
+        mode = self._mode()
         try:
-            spec, value = self.evaluator.spec(planned.op, planned.target, *fake, metadata)
+            spec, value = self.evaluator.spec(planned.op, planned.target, *fake, metadata, mode)
             if source is not None and spec is not None and self._same_spec(spec, source):
                 planned.meta.update({k: source.meta[k] for k in CARRIED_META
                                      if k in source.meta})
                 return
             if value is None:
-                value = self.evaluator.run(planned.op, planned.target, *fake)
+                value = self.evaluator.run(planned.op, planned.target, *fake, mode)
         except Exception as error:  # the template does not fit the values it was given
             raise self._error(template.span, f"`{planned.format()}` fails on its inputs: "
                                              f"{error}") from None

@@ -4,7 +4,9 @@ Input: two GraphModules that take the same inputs (a rule's pattern and its repl
 program before and after the rules), the inputs, and what the comparison allows (`Allowance`:
 a tolerance, refinement, aliasing, signed zeros). Output: None, or the first `Difference`:
 its kind, a sentence, and what each side computed. Each side runs on its own copies of the
-inputs, so a side that writes to an input is seen doing it.
+inputs, so a side that writes to an input is seen doing it, and from the same random state
+(`same_random_state`), so that `rand` or `randperm` draw the same numbers on both; the
+caller's random state is left as it was.
 
 Kinds of difference:
 - `FAILS`: the second graph raises where the first runs;
@@ -22,15 +24,18 @@ Kinds of difference:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ..graphs.contained import process_state_kept
 from ..graphs.parse import SYMBOL_HINT
 
 FAILS, DIFFERS, REFINES, ALIASES, MUTATES = "fails", "differs", "refines", "aliases", "mutates"
 SIGNED_ZERO = "signed zero"
+RANDOM_SEED = 0  # the random state each side of a comparison runs from
 # Differences a counterexample search looks for last: a rule wrong only there is wrong in a
 # corner, and a value difference elsewhere says more.
 SOFT = (REFINES, SIGNED_ZERO)
@@ -86,6 +91,10 @@ class Comparison:
     sides: tuple[str, str] = ("the pattern", "the replacement")
     largest: float = 0.0
     refined: int = 0  # elements where the second is finite and the first is not (allowed)
+    # The sides (0, 1) that have no gradient (backward fails: an op without an autograd
+    # formula, as `prims.convert_element_type`), each with why; gradients are compared only
+    # where both have one.
+    gradientless: dict[int, str] = field(default_factory=dict)
 
 
 def compare_graphs(first: torch.fx.GraphModule, second: torch.fx.GraphModule, inputs: list,
@@ -97,12 +106,12 @@ def compare_graphs(first: torch.fx.GraphModule, second: torch.fx.GraphModule, in
     names = names or [f"input {index}" for index in range(len(inputs))]
     first_inputs, second_inputs = _copies(inputs), _copies(inputs)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), same_random_state():
             expected = first(*first_inputs)
     except Exception as error:
         raise Rejected(f"{type(error).__name__}: {error}") from None
     try:
-        with torch.no_grad():
+        with torch.no_grad(), same_random_state():
             actual = second(*second_inputs)
     except Exception as error:  # what the replacement raises is the finding
         return Difference(FAILS, f"{seen.sides[1]} fails where {seen.sides[0]} runs: "
@@ -124,7 +133,9 @@ def compare_gradients(first: torch.fx.GraphModule, second: torch.fx.GraphModule,
                       differentiable: list[int], allow: Allowance, seen: Comparison,
                       names: list[str]) -> Difference | None:
     """With the inputs at `differentiable` requiring grad: which outputs require grad (the grad
-    mode each is made under), and the gradients of one random weighting of the outputs."""
+    mode each is made under), and the gradients of one random weighting of the outputs. A side
+    whose backward fails (an op without an autograd formula) has no gradient: that is noted in
+    `seen.gradientless`, and gradients are compared only where both sides have them."""
     if not differentiable:
         return None
     runs = []
@@ -133,7 +144,7 @@ def compare_gradients(first: torch.fx.GraphModule, second: torch.fx.GraphModule,
         for index in differentiable:
             leaves[index] = leaves[index].detach().requires_grad_()
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), same_random_state():
                 runs.append((leaves, _outputs(module(*leaves))))
         except Exception as error:
             if side == 0:
@@ -157,11 +168,18 @@ def compare_gradients(first: torch.fx.GraphModule, second: torch.fx.GraphModule,
     weights = {index: torch.randn(first_out[index].shape, generator=generator,
                                   dtype=torch.float64) for index in wanted}
     gradients = []
-    for leaves, outputs in runs:
+    for side, (leaves, outputs) in enumerate(runs):
         loss = sum((outputs[index].double() * weights[index]).sum() for index in wanted)
-        grads = torch.autograd.grad(loss, [leaves[i] for i in differentiable], allow_unused=True)
+        try:
+            grads = torch.autograd.grad(loss, [leaves[i] for i in differentiable],
+                                        allow_unused=True)
+        except (RuntimeError, NotImplementedError) as error:  # no gradient: a fact, told
+            seen.gradientless[side] = f"{type(error).__name__}: {_first_line(error)}"
+            continue
         gradients.append([g if g is not None else torch.zeros_like(leaves[i])
                           for g, i in zip(grads, differentiable)])
+    if len(gradients) < 2:
+        return None
     for index, e, a in zip(differentiable, *gradients):
         difference = compare_values(e, a, allow, seen, f"the gradient of `{names[index]}`")
         if difference is not None:
@@ -246,6 +264,20 @@ def _where(mask: torch.Tensor, expected: torch.Tensor, actual: torch.Tensor,
     more = f" ({count} of {mask.numel()} elements)" if count > 1 else ""
     return (f"{at}{sides[0]} gives {_scalar(expected[index])}, {sides[1]} "
             f"{_scalar(actual[index])}{more}")
+
+
+@contextlib.contextmanager
+def same_random_state(seed: int = RANDOM_SEED):
+    """Runs from one random state (CPU's, and CUDA's where it is in use): both sides of a
+    comparison draw the same numbers in `rand` or `randperm`; afterwards the caller's random
+    state, grad mode and autocast are as they were, whatever the graph run did to them
+    (`process_state_kept`: a raw graph's grad-mode marker, an autocast region never exited)."""
+    with process_state_kept():
+        torch.random.default_generator.manual_seed(seed)
+        if torch.cuda.is_initialized():
+            for device in range(torch.cuda.device_count()):
+                torch.cuda.default_generators[device].manual_seed(seed)
+        yield
 
 
 def _first_line(error: Exception) -> str:

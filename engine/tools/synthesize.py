@@ -368,6 +368,9 @@ class _Writer:
             where = self.graph.inserting_after(self.last_placeholder)
         with where:
             node = self.graph.placeholder(name.lstrip("$") or "_")
+        # FX makes node names unique, not targets, and a placeholder's target is the forward's
+        # parameter: two `_` (or the tensors of one `$xs` list) would be one name twice.
+        node.target = node.name
         self.last_placeholder = node
         self.values[node] = self.draw(_tensors(dtype, shape, self.finite))
         self.names[node] = name

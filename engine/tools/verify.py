@@ -16,8 +16,14 @@ Where the instances come from:
   random inputs of the matched values' dtypes and shapes (three seeds). A match on a tensor of a
   dtype the rule's `dtypes` leaves out is a finding too: the rule fires where it was not meant to.
 - programs: each model before and after all the rules, on random inputs and its own parameters:
-  outputs, inputs written in place, which outputs require grad, and gradients. This is how region
-  rules are verified; a difference is pinned on the rules that make it alone, where they do.
+  outputs, inputs written in place, which outputs require grad, and gradients where both have
+  them (a program through an op without an autograd formula, as Inductor's
+  `prims.convert_element_type`, has none: its line says which). This is how region rules are
+  verified; a difference is pinned on the rules that make it alone, where they do.
+
+Both sides of every comparison run from one random state (`compare.same_random_state`). Where
+verify fails itself on a rule, that is a finding of that rule (`CRASH`), and the other rules
+are checked as ever.
 
 Besides values, the nodes a template builds must record what they compute (`meta["val"]`: dtype
 and shape), since later rules and passes read it.
@@ -50,11 +56,12 @@ from ..rewriting.decide import decide_dag_pass
 from ..rewriting.evaluate import Evaluator
 from .compare import (ALIASES, FAILS, REFINES, SIGNED_ZERO, SOFT, Allowance, Comparison,
                       Difference, Rejected, allowance_of_rules, compare_gradients,
-                      compare_graphs, random_like)
+                      compare_graphs, random_like, same_random_state)
 from .extract import Extracted, extract
 from .synthesize import Instance, Unsynthesizable, check_synthesizable, describe_value, instances
 
 META, DTYPES = "meta", "dtypes"
+CRASH = "crash"  # verify itself failed on the rule: it is not checked, which is no pass
 SEEDS = (0, 1, 2)
 HINTS = {
     REFINES: "if the rule is meant to be more defined than its pattern, say so: `verify refines`",
@@ -62,6 +69,8 @@ HINTS = {
              "`verify aliases`",
     DTYPES: "guard the rule on the dtype (`where dtype($x) in (...)`), or widen `dtypes`",
     SIGNED_ZERO: "if -0.0 for 0.0 does not matter here, say so: `verify unsigned_zeros`",
+    CRASH: "a bug of `engine verify`, not of the rule: the rule is unchecked there; please "
+           "report it with the rule",
 }
 
 
@@ -195,11 +204,26 @@ def _verify(ruleset, models, examples: int, seed: int) -> Verification:
     by_name = {stats.rule.name: stats for stats in result.stats}
     for stats in result.stats:
         started = time.perf_counter()
-        _verify_drawn(stats, examples, seed, result.findings, bool(models))
+        try:
+            _verify_drawn(stats, examples, seed, result.findings, bool(models))
+        except Exception as error:  # one rule's crash never stops the others being checked
+            result.findings.append(crash_finding(stats.rule, "its drawn instances", error))
         stats.seconds += time.perf_counter() - started
     for label, model in models:
-        _verify_model(ruleset, label, model, by_name, result)
+        try:
+            _verify_model(ruleset, label, model, by_name, result)
+        except Exception as error:
+            result.findings.append(crash_finding(None, label, error))
     return result
+
+
+def crash_finding(rule: checked.Rule | None, where: str, error: Exception) -> Finding:
+    """What verify reports where it fails itself: the rule (or the rules, on a program) stays
+    unchecked there, a finding so that it never passes for sound."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return Finding(rule, CRASH, f"verify could not check it: {type(error).__name__}: {first}",
+                   where)
 
 
 # --- drawn instances -----------------------------------------------------------------------------
@@ -357,7 +381,7 @@ def meta_difference(extracted: Extracted, inputs: list) -> Difference | None:
             computed[node] = super().run_node(node)
             return computed[node]
 
-    with torch.no_grad():
+    with torch.no_grad(), same_random_state():
         Recorder(extracted.after).run(*[v.clone() if isinstance(v, torch.Tensor) else v
                                         for v in inputs])
     for node in extracted.built:
@@ -402,7 +426,11 @@ def _verify_model(ruleset, label: str, model, by_name: dict[str, RuleStats],
         for decision in decisions:
             stats = by_name[decision.rule.name]
             started = time.perf_counter()
-            finding = _verify_match(stats, label, module, decision)
+            try:
+                finding = _verify_match(stats, label, module, decision)
+            except Exception as error:
+                finding = crash_finding(decision.rule, f"the match at "
+                                        f"`{decision.roots[0].name}` in {label}", error)
             stats.seconds += time.perf_counter() - started
             if finding is not None and decision.rule.name not in reported:
                 reported.add(decision.rule.name)  # one finding a rule a model
@@ -410,13 +438,27 @@ def _verify_model(ruleset, label: str, model, by_name: dict[str, RuleStats],
     if rewrite.module is gm:
         result.programs.append(f"{label}: the rules change nothing")
         return
-    finding = _verify_program(ruleset, label, model, gm, rewrite.module, fired)
-    if finding is None:
-        result.programs.append(f"{label}: the program computes the same before and after the "
-                               f"rules (outputs, inputs written in place, gradients; "
-                               f"{len(SEEDS)} seeds)")
-    else:
+    finding, seen = _verify_program(ruleset, label, model, gm, rewrite.module, fired)
+    if finding is not None:
         result.findings.append(finding)
+        return
+    gradients = "" if seen.gradientless else ", gradients"
+    line = (f"{label}: the program computes the same before and after the rules (outputs, "
+            f"inputs written in place{gradients}; {len(SEEDS)} seeds)")
+    if seen.gradientless:
+        line += f"; gradients not compared: {_gradientless(seen.gradientless)}"
+    result.programs.append(line)
+
+
+def _gradientless(sides: dict[int, str]) -> str:
+    """Which of the programs has no gradient, and why (the first side's reason if both)."""
+    if len(sides) == 2:
+        who = "the program has none, neither before the rules nor after them"
+    elif 0 in sides:
+        who = "before the rules the program has none, after them it has one"
+    else:
+        who = "after the rules the program has none, before them it has one"
+    return f"{who} ({sides[min(sides)]})"
 
 
 def _graph_of(model) -> tuple[torch.fx.GraphModule, object]:
@@ -475,11 +517,13 @@ def _outside_dtypes(rule: checked.Rule, values: list) -> str | None:
 
 
 # --- programs ------------------------------------------------------------------------------------
-def _verify_program(ruleset, label: str, model, before, after, fired: set[str]) -> Finding | None:
+def _verify_program(ruleset, label: str, model, before, after,
+                    fired: set[str]) -> tuple[Finding | None, Comparison]:
+    """The finding the programs make, if any, and what the comparison saw."""
     allow = allowance_of_rules([rule.promises for rule in ruleset.rules if rule.name in fired])
-    difference, seed, inputs = _program_difference(model, before, after, allow)
+    difference, seed, inputs, seen = _program_difference(model, before, after, allow)
     if difference is None:
-        return None
+        return None, seen
     culprits = _culprits(ruleset, model, before, fired)
     rule = culprits[0] if len(culprits) == 1 else None
     who = ("" if rule is not None else
@@ -487,12 +531,12 @@ def _verify_program(ruleset, label: str, model, before, after, fired: set[str]) 
     first, second = _described(difference)
     return Finding(rule, difference.kind, f"the program changes: {difference.message}{who}",
                    f"{label} (random inputs, seed {seed})", [], first, second,
-                   sides=("before the rules, it", "after them, it"))
+                   sides=("before the rules, it", "after them, it")), seen
 
 
 def _program_difference(model, before, after, allow: Allowance):
     """The first difference of the two programs over the seeds, held to what the rules that
-    fired promise (`allow`), with its seed and inputs."""
+    fired promise (`allow`), with its seed and inputs; and what the comparison saw."""
     placeholders = [node for node in before.graph.nodes if node.op == "placeholder"]
     names = [node.name for node in placeholders]
     grad_inputs = _differentiable(model, placeholders)
@@ -507,8 +551,8 @@ def _program_difference(model, before, after, allow: Allowance):
         except Rejected:
             continue
         if difference is not None:
-            return difference, seed, inputs
-    return None, None, None
+            return difference, seed, inputs, seen
+    return None, None, None, seen
 
 
 def _program_inputs(model, placeholders, generator) -> list:

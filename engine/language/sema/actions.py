@@ -8,8 +8,10 @@ make them right:
 - `outline with hop($v)` where `$v` is the opener node (the outline removes it) or is bound by
   the closer (made, perhaps, inside the region the HOP call stands in for);
 - a template that uses the root it replaces (`match $y = relu($x)`, `replace with cos($y)`);
-- a literal (`None`, `1.5`), or a call that gives no tensor, as the whole replacement of a root
-  whose op returns a tensor; a string or number where a tensor goes, a list where a number does.
+- a literal (`None`, `1.5`), or a call that gives no tensor (one whose op returns nothing, its
+  schema `()`, included), as the whole replacement of a root whose op returns a tensor; a
+  string or number where a tensor goes, a list where a number does, a call that returns
+  nothing where any value goes.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from .. import ast, checked
 from ..builtins import BUILTINS
-from ..schemas import (LIST, OP, SCALAR, TENSOR, argument_problem, call_returns_kind,
-                       literal_kind, returns_one_tensor)
+from ..schemas import (LIST, NONE, OP, SCALAR, TENSOR, argument_problem, call_returns_kind,
+                       fits, literal_kind, returns_one_tensor)
 from .conditions import ConditionChecker
 from .scope import RuleChecks
 
@@ -109,6 +111,10 @@ class ActionChecker(RuleChecks):
         if isinstance(built, checked.Const):
             self.error(template.span, f"`{targets[0]}` returns a tensor; the literal "
                                       f"`{built.value!r}` cannot replace it")
+        elif isinstance(built, checked.NodeTemplate) and built.kind == NONE:
+            self.error(template.span, f"`{targets[0]}` returns a tensor; `{built.target}` "
+                                      "returns nothing (its schema returns `()`), so it cannot "
+                                      "replace it")
         elif self.kind_of(built) not in (None, TENSOR):
             self.error(template.span, f"`{targets[0]}` returns a tensor; this template gives "
                                       f"{self.kind_of(built)}, which cannot replace it")
@@ -232,6 +238,8 @@ class ActionChecker(RuleChecks):
             culprit = positional[where] if isinstance(where, int) else named[where]
             self.error(culprit.span or expr.span, sentence)
             return None
+        if _returns_nothing(target, len(positional), more, set(named)):
+            return NONE
         return call_returns_kind(target, kinds, keyword_kinds, more)
 
     def kind_of(self, template) -> str | None:
@@ -278,6 +286,17 @@ def _builtin_calls(value):
     elif isinstance(value, ast.Arithmetic):
         yield from _builtin_calls(value.left)
         yield from _builtin_calls(value.right)
+
+
+def _returns_nothing(target, positional: int, more: bool, keywords: set[str]) -> bool:
+    """Does every overload of the op that takes a call of this shape return nothing (its
+    schema `-> ()`, as `_assert_async`)? False without a schema."""
+    if isinstance(target, OpOverloadPacket):
+        overloads = [getattr(target, name) for name in target.overloads()]
+    else:
+        overloads = [target] if isinstance(target, OpOverload) else []
+    taking = [o for o in overloads if fits(o, positional, more, keywords)]
+    return bool(taking) and all(not o._schema.returns for o in taking)
 
 
 def _root_targets(pattern) -> list:

@@ -10,19 +10,18 @@ a tolerance that is no number, a clause on a region rule.
 from __future__ import annotations
 
 import torch
-from torch.fx.graph import dtype_abbrs
 
 from .. import ast, checked
+from ..builtins import DTYPE_NAMES
 from ..names import ResolveError, resolve
 from ..suggest import did_you_mean
 from .scope import Reporter
 
 FLAGS = ("refines", "aliases", "unsigned_zeros", "finite")
 PROMISES = ("dtypes", "tolerance", *FLAGS)
-# As torch names them (`float32`, `half`) or as graph text abbreviates them (`f32`, `bf16`).
-DTYPES = {name: getattr(torch, name) for name in dir(torch)
-          if isinstance(getattr(torch, name), torch.dtype)}
-DTYPES.update({abbreviation: dtype for dtype, abbreviation in dtype_abbrs.items()})
+# As torch names them (`float32`, `half`) or as graph text abbreviates them (`f32`, `bf16`):
+# the names conditions and templates take bare too.
+DTYPES = DTYPE_NAMES
 
 
 def check_promises(reporter: Reporter, verify: ast.Verify | None,

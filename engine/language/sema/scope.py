@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import ast
-from ..builtins import BUILTINS
+from ..builtins import BUILTINS, DTYPE_NAMES
 from ..diagnostics import Diagnostic, Note, Span
 from ..names import Resolved, ResolveError, resolve
 from ..schemas import check_call
@@ -94,7 +94,9 @@ class Scope:
         self.names[use.alias] = self.reporter.symbols.define(
             Symbol(USE, use.alias, use.alias_span, resolved))
 
-    def lookup(self, name: str, span: Span) -> Resolved | None:
+    def lookup(self, name: str, span: Span, also=()) -> Resolved | None:
+        """What a name the file declares stands for; `also`: other names that would do here,
+        for the suggestion when it is unknown."""
         symbol = self.names.get(name)
         if symbol is None and name in self.reporter.patterns:
             self.reporter.error(span, f"`{name}` is a pattern: it stands in a `match`, for what "
@@ -103,7 +105,7 @@ class Scope:
         if symbol is None:
             if name not in self.broken:
                 self.reporter.error(span, f"unknown name `{name}`; declare it with `use`"
-                                    + did_you_mean(name, self.names))
+                                    + did_you_mean(name, [*self.names, *also]))
             return None
         self.reporter.symbols.refer(span, symbol)
         return symbol.detail
@@ -133,7 +135,10 @@ class Scope:
                 self.reporter.error(arg.span, f"`{resolved.dotted}` is "
                                               f"{KIND_WORDS[resolved.kind]}, not a constant")
             return resolved.value
-        resolved = self.lookup(arg.name, arg.span)
+        if (arg.name in DTYPE_NAMES and arg.name not in self.names
+                and arg.name not in self.broken and arg.name not in self.reporter.patterns):
+            return DTYPE_NAMES[arg.name]  # `float16`, `bf16`: a dtype, unless the file says
+        resolved = self.lookup(arg.name, arg.span, also=DTYPE_NAMES)
         if resolved is not None and resolved.kind != "constant":
             self.reporter.error(arg.span,
                                 f"`{arg.name}` is {KIND_WORDS[resolved.kind]}, not a constant")
