@@ -173,3 +173,16 @@ def test_the_command_line_allows_an_effect_by_name(tmp_path):
                               str(graph)], capture_output=True, text=True, timeout=300)
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout == graph.read_text()
+
+
+def test_a_torch_submodule_not_loaded_is_unknown_and_not_imported():
+    probe = ("import sys, engine\n"
+             "from engine.language.names import ResolveError, resolve\n"
+             "try:\n"
+             "    resolve(('torch', 'utils', 'cpp_extension', 'load_inline'))\n"
+             "except ResolveError as error:\n"
+             "    print(error)\n"
+             "print('torch.utils.cpp_extension' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.splitlines() == ["`torch.utils` has no `cpp_extension`", "False"]
