@@ -1,7 +1,9 @@
 """The rule library on tiny random Hugging Face models (tests/library/hf.py): exported,
 rewritten with rules/cleanup.rw, activations.rw, attention.rw and norms.rw, every norm,
-activation and attention the model writes out is one op, the logits are eager's within float
-tolerance, and the program saves to `.pt2` and loads back; the README's table is this run's."""
+activation and attention the model writes out is one op, the logits are eager's within the
+family's stated tolerance, and the program saves to `.pt2` and loads back; the README's table
+is this run's (node counts and fusions exactly; the differences as the tolerance they stay
+within, which holds on any machine and thread count)."""
 
 from __future__ import annotations
 
@@ -32,12 +34,11 @@ def test_every_written_out_norm_activation_and_attention_is_one_op(rewritten):
 
 
 def test_the_logits_are_eagers_also_after_a_pt2_round_trip(rewritten):
-    tolerance = 2e-2 if "bfloat16" in rewritten.family.name else 1e-5
     with torch.no_grad():
         eager = rewritten.model(ids())
-        for program in (rewritten.after, rewritten.round_trip()):
-            torch.testing.assert_close(program.module()(ids()), eager, rtol=tolerance,
-                                       atol=tolerance)
+        for program in (rewritten.after, rewritten.round_trip):
+            torch.testing.assert_close(program.module()(ids()), eager, rtol=0,
+                                       atol=rewritten.family.tolerance)
 
 
 def test_the_readme_table_row_is_this_run(rewritten):

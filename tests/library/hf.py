@@ -11,6 +11,7 @@ and attentions the model writes op by op before and after.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,16 @@ class Family:
     norms: int  # written out in the model: RMSNorms (a LayerNorm is nn.LayerNorm already)
     activations: int  # written out: GPT-2's tanh GELU (the others call one op already)
     attentions: int
+    # The largest difference from eager's logits allowed, rewritten and after a `.pt2` round
+    # trip (the README's table says this bound, not the difference, which moves with the
+    # kernels and thread counts): float32's here are 1e-7 or so, bfloat16's 2e-3.
+    tolerance: float = 1e-5
 
 
 FAMILIES = (
     Family("Llama", llama, 2 * LAYERS + 1, 0, LAYERS),
-    Family("Llama, bfloat16", lambda: llama(torch.bfloat16), 2 * LAYERS + 1, 0, LAYERS),
+    Family("Llama, bfloat16", lambda: llama(torch.bfloat16), 2 * LAYERS + 1, 0, LAYERS,
+           tolerance=2e-2),
     Family("Mistral", mistral, 2 * LAYERS + 1, 0, LAYERS),
     Family("Qwen2", qwen2, 2 * LAYERS + 1, 0, LAYERS),
     Family("GPT-2", gpt2, 0, LAYERS, LAYERS),
@@ -142,6 +148,7 @@ class Rewritten:
             ours, eager = program.module()(ids()), self.model(ids())
         return (ours.float() - eager.float()).abs().max().item()
 
+    @functools.cached_property
     def round_trip(self) -> torch.export.ExportedProgram:
         buffer = io.BytesIO()
         torch.export.save(self.after, buffer)
@@ -158,12 +165,17 @@ def rewrite(family: Family) -> Rewritten:
     return Rewritten(family, model, before, rules.apply_program(before))
 
 
-def bound(error: float) -> str:
-    """A difference as the power of ten it stays under: stable across machines."""
-    power = -7
-    while error >= 10.0 ** power:
-        power += 1
-    return f"< 1e{power}"
+def short(number: float) -> str:
+    """1e-05 as 1e-5."""
+    mantissa, exponent = f"{number:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def within(done: Rewritten, program) -> str:
+    """The tolerance the difference from eager stays within (the same on every machine), or
+    what it is where it does not."""
+    error, tolerance = done.error(program), done.family.tolerance
+    return f"≤ {short(tolerance)}" if error <= tolerance else f"**{error:.2g}**"
 
 
 def fused(done: Rewritten, kind: str, written: int, what: str) -> str:
@@ -176,7 +188,7 @@ def row(done: Rewritten) -> str:
             f"| {fused(done, 'norms', family.norms, 'RMSNorm')} "
             f"| {fused(done, 'activations', family.activations, 'tanh GELU')} "
             f"| {fused(done, 'attentions', family.attentions, 'attention')} "
-            f"| {bound(done.error(done.after))} | {bound(done.error(done.round_trip()))} |")
+            f"| {within(done, done.after)} | {within(done, done.round_trip)} |")
 
 
 def table() -> str:
