@@ -22,6 +22,7 @@ from syrupy.data import Snapshot, SnapshotCollection
 from engine.graphs import files
 from engine.graphs.files import WriteError, write_atomic, writing
 from tests.conftest import TextSnapshot
+from tests.test_rule_fixtures import FAILING  # a case whose expectation --update rewrites
 
 REPO = Path(__file__).resolve().parent.parent
 CLEANUP = "rules/cleanup.rw"
@@ -116,16 +117,6 @@ def test_the_same_commands_without_the_limit_write_the_files(small, tmp_path):
 
 
 # --- engine test --update -----------------------------------------------------------------------
-FAILING = """\
-# --- case: x * 1 is x
-def forward(x: f32[4]):
-    mul: f32[4] = aten.mul.Tensor(x, 1)
-    return (mul,)
-# --- expect
-def forward(x: f32[4]):
-    mul: f32[4] = aten.mul.Tensor(x, 1)
-    return (mul,)
-"""
 
 
 def test_update_that_cannot_write_leaves_the_fixture_whole(tmp_path):

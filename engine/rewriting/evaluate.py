@@ -18,7 +18,6 @@ One `Evaluator` serves one rewrite, every graph and pass of it.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import weakref
 
@@ -33,16 +32,17 @@ _LITERALS = (bool, int, float, str, type(None), torch.dtype, torch.device, torch
 
 
 # Fake tensors log every op that fails on them, with its traceback, as an error; a template
-# that fails is a GraphError naming the rule, and the log would only bury it.
-_EVALUATING: contextvars.ContextVar[bool] = contextvars.ContextVar("evaluating", default=False)
+# that fails is a GraphError naming the rule, and the log would only bury it. Held back while
+# a template runs, and only then: nothing is set up at import.
+_FAKE_TENSOR_LOG = logging.getLogger("torch._subclasses.fake_tensor")
 
 
 class _HeldBack(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not _EVALUATING.get()
+        return False
 
 
-logging.getLogger("torch._subclasses.fake_tensor").addFilter(_HeldBack())
+_HELD_BACK = _HeldBack()
 
 
 class Uncacheable(Exception):
@@ -135,14 +135,14 @@ class Evaluator:
         """What the call returns, run under its inputs' fake mode, else `mode` (the graph's),
         else a new one. What it raises is the caller's to report (fake tensors' own log of
         it, a traceback on stderr, is held back)."""
-        token = _EVALUATING.set(True)
+        _FAKE_TENSOR_LOG.addFilter(_HELD_BACK)
         try:
             with _mode(args, kwargs, mode):
                 if op == "call_method":
                     return getattr(args[0], target)(*args[1:], **kwargs)
                 return target(*args, **kwargs)
         finally:
-            _EVALUATING.reset(token)
+            _FAKE_TENSOR_LOG.removeFilter(_HELD_BACK)
 
 
 def spec_of(value) -> object:
