@@ -5,4 +5,5 @@
     cli.py        `engine apply | check | dump`
     backend.py    rules as a `torch.compile` backend, on Dynamo's graphs
     torch_export.py  rules as torch.export's own HOP passes (`engine.torch_export_passes`)
+    pt2.py        a saved `.pt2` -> its ExportedProgram, read as data (`engine.load_program`)
 """

@@ -7,4 +7,5 @@
     parse.py        that text -> a GraphModule again (grammar/fxg.lark), values rebuilt
     equivalence.py  the oracles' notions of "the same graph"
     files.py        writing a file whole: the new contents or the old, never a part
+    contained.py    running a graph with the caller's grad mode, autocast and RNG kept
 """
