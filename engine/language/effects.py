@@ -162,9 +162,10 @@ def _packet_effect(packet: OpOverloadPacket) -> str | None:
     namespace, name = qualified.split("::")
     if namespace in EFFECT_NAMESPACES:
         return EFFECT_NAMESPACES[namespace]
-    if qualified not in _dispatcher_ops():
+    overloads = packet.overloads()
+    if not _in_dispatcher(qualified, ["" if o == "default" else o for o in overloads]):
         return TORCHSCRIPT
-    for overload in packet.overloads():
+    for overload in overloads:
         schema = getattr(packet, overload)._schema
         if any(str(a.type).startswith("str") and any(w in a.name for w in _FILE_WORDS)
                for a in schema.arguments):
@@ -176,18 +177,28 @@ def _packet_effect(packet: OpOverloadPacket) -> str | None:
     return None
 
 
-@functools.cache
-def _dispatcher_ops() -> frozenset[str]:
-    """The dispatcher's op packets (`aten::mul`; it lists overloads, `aten::mul.Tensor`)."""
-    return frozenset(name.split(".")[0] for name in torch._C._dispatch_get_all_op_names())
+def _in_dispatcher(qualified: str, overloads=("",)) -> bool:
+    """Whether the dispatcher holds the op (`aten::mul`) under one of these overload names
+    (`default` is ""); asked each time, as ops are registered as a process runs."""
+    for overload in overloads:
+        try:
+            torch._C._dispatch_find_schema_or_throw(qualified, overload)
+            return True
+        except RuntimeError:
+            continue
+    return False
 
 
 def binding_effect(function: object) -> str | None:
     """The effect of one of ATen's Python bindings (`torch._print`), read off its op."""
     name = getattr(function, "__name__", "")
-    if not name or name.startswith("__") or f"aten::{name}" not in _dispatcher_ops():
-        return None  # no op of that name behind it (`torch.tensor` is made in Python)
-    return op_effect(getattr(torch.ops.aten, name))
+    if not name or name.startswith("__"):
+        return None
+    packet = getattr(torch.ops.aten, name, None)
+    if not isinstance(packet, OpOverloadPacket):
+        return None
+    effect = op_effect(packet)
+    return None if effect == TORCHSCRIPT else effect  # `torch.tensor`: no op of torch's behind it
 
 
 # --- allowing effects --------------------------------------------------------------------------
