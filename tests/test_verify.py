@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import engine
@@ -35,8 +36,14 @@ def findings_of(output: str) -> dict[str, str]:
 
 
 # --- through the command -------------------------------------------------------------------------
-def test_each_unsound_rule_is_caught_with_a_shrunk_counterexample(snapshot):
-    result = engine_verify("tests/verify/unsound.rw")
+@pytest.fixture(scope="module")
+def unsound_run() -> subprocess.CompletedProcess:
+    """`engine verify tests/verify/unsound.rw`, run once for the tests that read it."""
+    return engine_verify("tests/verify/unsound.rw")
+
+
+def test_each_unsound_rule_is_caught_with_a_shrunk_counterexample(snapshot, unsound_run):
+    result = unsound_run
     assert result.returncode == 1, result.stderr
     found = findings_of(result.stdout)
     assert set(found) == {"softmax_over_the_wrong_dim", "times_zero", "abs_by_square_root",
@@ -50,8 +57,8 @@ def test_each_unsound_rule_is_caught_with_a_shrunk_counterexample(snapshot):
     assert SECONDS.sub("", result.stdout) == snapshot
 
 
-def test_the_same_seed_gives_the_same_counterexamples_and_another_finds_them_too():
-    first = engine_verify("tests/verify/unsound.rw")
+def test_the_same_seed_gives_the_same_counterexamples_and_another_finds_them_too(unsound_run):
+    first = unsound_run
     again = engine_verify("tests/verify/unsound.rw")
     other = engine_verify("tests/verify/unsound.rw", "--seed", "7")
     assert SECONDS.sub("", first.stdout) == SECONDS.sub("", again.stdout)
@@ -243,11 +250,11 @@ def test_the_api_returns_findings_and_counts():
     assert sound == []
 
 
-def test_the_readme_counterexample_is_what_the_command_prints():
+def test_the_readme_counterexample_is_what_the_command_prints(unsound_run):
     readme = (REPO / "README.md").read_text()
     block = readme.split("(from `tests/verify/unsound.rw`, which `snapshots/test_verify/` pins "
                          "whole):\n\n```\n")[1].split("```")[0]
-    printed = engine_verify("tests/verify/unsound.rw").stdout
+    printed = unsound_run.stdout
     assert block in printed
 
 
