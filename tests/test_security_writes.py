@@ -130,7 +130,7 @@ def test_update_that_cannot_write_leaves_the_fixture_whole(tmp_path):
 
 
 # --- a program of ~130 MB, killed while it is written -------------------------------------------
-WIDTH, LAYERS = 4096, 2  # 2 x 4096 x 4096 float32 weights: 134 MB
+WIDTH, LAYERS = 2896, 2  # 2 x 2896 x 2896 float32 weights: 67 MB
 
 
 class Big(torch.nn.Module):
