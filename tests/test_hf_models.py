@@ -43,3 +43,11 @@ def test_the_logits_are_eagers_also_after_a_pt2_round_trip(rewritten):
 
 def test_the_readme_table_row_is_this_run(rewritten):
     assert row(rewritten) in README
+
+
+def test_the_dumps_before_and_after_parse_back_to_themselves(rewritten):
+    import engine
+
+    for program in (rewritten.before, rewritten.after):
+        text = engine.dump(program)
+        assert engine.dump(engine.parse_graph(text)) == text

@@ -141,3 +141,11 @@ def test_the_dump_of_any_parsed_text_is_a_fixed_point(size, value):
         assert all(": error: " in line for line in str(error).splitlines()[:1])
         return
     assert engine.dump(engine.parse_graph(first)) == first
+
+
+def test_ops_named_like_dunders_come_back():
+    text = ("def forward(x: b8[2], y: b8[2]):\n"
+            "    and_1: b8[2] = aten.__and__.Tensor(x, y)\n"
+            "    lshift: b8[2] = aten.__or__.Tensor(and_1, y)\n"
+            "    return (lshift,)\n")
+    assert engine.dump(engine.parse_graph(text)) == text

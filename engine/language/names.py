@@ -48,7 +48,7 @@ def resolve(path: tuple[str, ...]) -> Resolved:
         )
     value: object = ROOTS[path[0]]
     for depth, part in enumerate(path[1:], start=2):
-        if part.startswith("__") and part.endswith("__"):
+        if part.startswith("__") and part.endswith("__") and not _dunder_op(value, part):
             raise ResolveError(f"`{'.'.join(path[:depth])}` names a dunder attribute; a rule or "
                                "graph file names ops, functions and constants only")
         value = _attribute(value, part, ".".join(path[: depth - 1]))
@@ -58,6 +58,17 @@ def resolve(path: tuple[str, ...]) -> Resolved:
                 "outside the allowed namespaces"
             )
     return Resolved(dotted, value, _kind(dotted, value))
+
+
+def _dunder_op(namespace: object, part: str) -> bool:
+    """Whether `namespace.part` is an op named like a dunder (`aten.__and__`, `aten.__lshift__`):
+    an op namespace makes those from the dispatcher; any other dunder is Python's own."""
+    if not isinstance(namespace, torch._ops._OpNamespace):
+        return False
+    try:
+        return isinstance(getattr(namespace, part), OpOverloadPacket)
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _attribute(value: object, part: str, where: str) -> object:
