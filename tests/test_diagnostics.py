@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine
 
@@ -62,3 +65,61 @@ def test_rule_names_must_be_unique_across_files(tmp_path):
     (tmp_path / "b.rw").write_text(text)
     with pytest.raises(engine.RuleError, match="rule `autocast_regions` is already defined"):
         engine.load_rules(tmp_path / "a.rw", tmp_path / "b.rw")
+
+
+# --- many errors, long lines: the cost of telling them -----------------------------------------
+def test_thousands_of_misspelt_ops_are_all_counted_each_suggested_and_a_hundred_shown(
+        tmp_path, monkeypatch):
+    from engine.language import suggest
+
+    read = torch._C._dispatch_get_all_op_names
+    ops = sorted({name.split("::")[1].split(".")[0] for name in read()
+                  if name.startswith("aten::")})
+    misspelt = [op + op[-1] for op in ops
+                if len(op) >= 4 and op[0] != "_" and op + op[-1] not in ops][:500]
+    path = tmp_path / "misspelt.rw"
+    path.write_text("".join(f"use torch.ops.aten.{misspelt[i % 500]}\n" for i in range(2000)))
+    reads, measured = [], []
+    distance = suggest._distance
+    monkeypatch.setattr(torch._C, "_dispatch_get_all_op_names",
+                        lambda: reads.append(1) or read())
+    monkeypatch.setattr(suggest, "_distance", lambda a, b: measured.append(1) or distance(a, b))
+    with pytest.raises(engine.RuleError) as caught:
+        engine.load_rules(path)
+    assert len(caught.value.diagnostics) == 2000
+    assert all("; did you mean `" in d.message for d in caught.value.diagnostics)
+    text = str(caught.value)
+    assert text.endswith("\n2000 errors, the first 100 shown")
+    assert text.count(": error: ") == 100
+    # The dispatcher is read once for the check, and a misspelling is measured against the
+    # few names of its length and letters, once however often it is made.
+    assert len(reads) == 1
+    assert len(measured) < 500 * len(ops) / 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_index_suggests_what_measuring_every_name_suggests(data):
+    from engine.language.suggest import Suggestions, _distance
+
+    names = data.draw(st.lists(st.text("abcdeflmnop_1", min_size=1, max_size=14), max_size=40))
+    word = data.draw(st.one_of(st.text("abcdeflmnop_1", max_size=14),
+                               st.sampled_from(names or ["x"]).map(lambda n: n[::-1])))
+    limit = min(3, max(1, len(word) // 4))
+    near = sorted((_distance(word.lower(), n.lower()), n) for n in set(names) if n != word)
+    near = [(d, n) for d, n in near if d <= limit]
+    expected = [n for d, n in near if d == near[0][0]][:3] if near and len(word) >= 3 else []
+    assert Suggestions(names).closest(word) == expected
+
+
+def test_a_long_line_shows_the_part_about_the_caret(tmp_path):
+    path = tmp_path / "long.rw"
+    path.write_text(" " * 1000 + "use torch.ops.aten.nope\n")
+    with pytest.raises(engine.RuleError) as caught:
+        engine.load_rules(path)
+    _, quoted, caret = str(caught.value).splitlines()[:3]
+    assert len(quoted) <= 4 + 3 + 120 + 3 and quoted.startswith("    ...")
+    column = caret.index("^")
+    line = path.read_text().splitlines()[0]
+    start = caught.value.diagnostics[0].span.column - 1
+    assert quoted[column:column + 8] == line[start:start + 8]

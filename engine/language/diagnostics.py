@@ -3,11 +3,14 @@
 Input: a source text, and positions found by the parser or the checker.
 Output: `Diagnostic` values that render as `file:line:col: error: message`, followed by the
 offending source line and a caret under the span, plus optional notes pointing elsewhere
-("see the previous definition here"). `RuleError` carries every diagnostic of a load at once.
+("see the previous definition here"). `RuleError` carries every diagnostic of a load at once;
+rendered, the first MAX_SHOWN are shown and all are counted, and a line longer than
+SHOWN_COLUMNS shows the part about the caret.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 
@@ -20,8 +23,12 @@ class Source:
 
     def line(self, number: int) -> str:
         """Line `number` (1-based) as the parser counts lines: by "\n" alone."""
-        lines = self.text.split("\n")
+        lines = self._lines
         return lines[number - 1].removesuffix("\r") if 0 < number <= len(lines) else ""
+
+    @functools.cached_property
+    def _lines(self) -> list[str]:  # split once: a file's thousand diagnostics read it once
+        return self.text.split("\n")
 
 
 @dataclass(frozen=True)
@@ -61,21 +68,39 @@ class Diagnostic:
         return "\n".join(parts)
 
 
+SHOWN_COLUMNS = 120  # of a longer line, the part about the caret is shown
+
+
 def _render_one(span: Span, severity: str, message: str) -> str:
-    # Control characters (a binary file's) would garble a terminal; each shows as one mark.
-    text = "".join(c if c.isprintable() or c == "\t" else "\ufffd"
-                   for c in span.source.line(span.line))
+    line = span.source.line(span.line)
     # The caret covers the span on its first line; at least one character.
-    width = (span.end_column if span.end_line == span.line else len(text) + 1) - span.column
-    caret = " " * (span.column - 1) + "^" * max(1, width)
-    return f"{span.where}: {severity}: {message}\n    {text}\n    {caret}"
+    start = span.column - 1
+    width = max(1, (span.end_column if span.end_line == span.line else len(line) + 1)
+                - span.column)
+    before = after = ""
+    if len(line) > SHOWN_COLUMNS:  # a line of a megabyte shows a window about the caret
+        first = max(0, min(start - SHOWN_COLUMNS // 3, len(line) - SHOWN_COLUMNS))
+        before, after = ("..." if first else ""), ("..." if first + SHOWN_COLUMNS < len(line)
+                                                    else "")
+        line, start = line[first:first + SHOWN_COLUMNS], start - first
+        width = min(width, SHOWN_COLUMNS - start)
+    # Control characters (a binary file's) would garble a terminal; each shows as one mark.
+    text = "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in line)
+    caret = " " * (len(before) + start) + "^" * max(1, width)
+    return f"{span.where}: {severity}: {message}\n    {before}{text}{after}\n    {caret}"
+
+
+MAX_SHOWN = 100  # diagnostics rendered; the rest are counted
 
 
 def render_all(diagnostics: list[Diagnostic]) -> str:
+    """Every diagnostic in file order, up to MAX_SHOWN, then how many there are."""
     ordered = sorted(diagnostics, key=lambda d: (d.span.source.path, d.span.line, d.span.column))
     count = len(ordered)
     summary = f"{count} error{'s' if count != 1 else ''}"
-    return "\n".join(d.render() for d in ordered) + f"\n{summary}"
+    if count > MAX_SHOWN:
+        summary += f", the first {MAX_SHOWN} shown"
+    return "\n".join(d.render() for d in ordered[:MAX_SHOWN]) + f"\n{summary}"
 
 
 class RuleError(Exception):

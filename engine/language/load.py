@@ -68,8 +68,9 @@ def file_key(path: str) -> str:
     return os.path.realpath(path) if os.path.exists(path) else path
 
 
-def decode(path: str, data: bytes) -> tuple[Source, Diagnostic | None]:
-    """The file's text, and a diagnostic at its first byte that is NUL or not UTF-8 text."""
+def decode(path: str, data: bytes, what: str = "rule files") -> tuple[Source, Diagnostic | None]:
+    """The file's text, and a diagnostic at its first byte that is NUL or not UTF-8 text;
+    `what` the files are (`graph files`), for the message."""
     nul = data.find(b"\0")
     try:
         text = data.decode("utf-8")
@@ -79,8 +80,8 @@ def decode(path: str, data: bytes) -> tuple[Source, Diagnostic | None]:
         bad = error.start
     source = Source(path, text)
     if nul != -1 and (bad == -1 or nul < bad):
-        return source, _at_offset(source, data[:nul], "the file holds a NUL byte; rule files "
-                                                      "are text")
+        return source, _at_offset(source, data[:nul], "the file holds a NUL byte; "
+                                                      f"{what} are text")
     if bad != -1:
         return source, _at_offset(source, data[:bad], f"the file is not UTF-8 text: byte "
                                                       f"0x{data[bad]:02x} cannot start a "

@@ -19,7 +19,7 @@ import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 
 from . import effects
-from .suggest import did_you_mean
+from .suggest import Suggestions, did_you_mean
 
 _MISSING = object()
 ROOTS = {"torch": torch, "operator": operator, "math": math}
@@ -97,13 +97,11 @@ def _attribute(value: object, part: str, where: str) -> object:
     raise ResolveError(f"`{where}` has no `{part}`" + did_you_mean(part, _names_in(value, part)))
 
 
-def _names_in(value: object, part: str) -> list[str]:
+def _names_in(value: object, part: str) -> Suggestions | list[str]:
     """The names an attribute of `value` could have: an op namespace's ops, `torch.ops`'s
     namespaces, or what `dir` lists (private names only for a private one)."""
     if isinstance(value, torch._ops._OpNamespace):
-        prefix = f"{value.name}::"
-        return [name[len(prefix):].split(".")[0] for name in _all_op_names()
-                if name.startswith(prefix)]
+        return _op_suggestions(value.name)
     if isinstance(value, torch._ops._Ops):
         return _namespaces()
     if value is torch.ops.higher_order:
@@ -113,12 +111,41 @@ def _names_in(value: object, part: str) -> list[str]:
             and (private or not name.startswith("_"))]
 
 
-def _all_op_names() -> list[str]:
-    return torch._C._dispatch_get_all_op_names()
+# The registered ops, read from the dispatcher once per check (`forget_op_names` starts one):
+# a file of a thousand misspelt ops asks for them a thousand times, and ops a module registers
+# later are seen by the next check.
+_op_names: list[str] | None = None
+_suggestions: dict[str, Suggestions | list[str]] = {}  # by namespace; "": the namespaces
+
+
+def forget_op_names() -> None:
+    global _op_names
+    _op_names = None
+    _suggestions.clear()
+
+
+def all_op_names() -> list[str]:
+    """Every op the dispatcher knows, `namespace::name.overload`, as of this check."""
+    global _op_names
+    if _op_names is None:
+        _op_names = torch._C._dispatch_get_all_op_names()
+    return _op_names
+
+
+def _op_suggestions(namespace: str) -> Suggestions:
+    if namespace not in _suggestions:
+        prefix = f"{namespace}::"
+        _suggestions[namespace] = Suggestions(
+            name[len(prefix):].split(".")[0] for name in all_op_names()
+            if name.startswith(prefix))
+    return _suggestions[namespace]
 
 
 def _namespaces() -> list[str]:
-    return sorted({name.split("::")[0] for name in _all_op_names()} | {"higher_order"})
+    if "" not in _suggestions:  # kept beside the suggestions, forgotten with them
+        _suggestions[""] = sorted({name.split("::")[0] for name in all_op_names()}
+                                  | {"higher_order"})
+    return _suggestions[""]
 
 
 def _kind(dotted: str, value: object) -> str:

@@ -24,6 +24,7 @@ from .actions import ActionChecker
 from .conditions import ConditionChecker
 from .patterns import PatternChecker
 from .promises import check_promises
+from ..names import forget_op_names
 from ..suggest import did_you_mean
 from .scope import Reporter, Scope, Variables, define_rule
 from .subpatterns import Definition, define_patterns, unused_parameters
@@ -33,6 +34,7 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
                 ) -> tuple[list[checked.Rule], list[Diagnostic]]:
     """Each file in its own scope; rules in the order given. Definitions and references go to
     `symbols` when one is given."""
+    forget_op_names()  # ops registered since the last check are seen
     reporter = Reporter([], symbols if symbols is not None else SymbolIndex())
     rule_names: dict[str, Symbol] = {}
     rules = []
