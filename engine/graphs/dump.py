@@ -152,5 +152,5 @@ def _dump_signature(signature) -> str:
 
 
 def _arg_name(arg) -> str:
-    name = getattr(arg, "name", None)
-    return name if name is not None else format_value(getattr(arg, "value", arg))
+    name = getattr(arg, "name", None)  # a constant output's is ""
+    return name if name else format_value(getattr(arg, "value", arg))

@@ -33,32 +33,40 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import math
+
 import lark
 import sympy
 import torch
 import torch.fx
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from torch._ops import OpOverload, OpOverloadPacket
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.export.graph_signature import (ConstantArgument, ExportGraphSignature, InputKind,
                                           InputSpec, OutputKind, OutputSpec, SymIntArgument,
                                           TensorArgument)
 from torch.fx.experimental.sym_node import SymNode
-from torch.fx.experimental.symbolic_shapes import ShapeEnv
+from torch.fx.experimental.symbolic_shapes import ShapeEnv, ValueRangesSLoc
 from torch.fx.graph import dtype_abbrs
 from torch.utils._sympy import functions as sympy_functions
 from torch.utils._sympy.functions import FloorDiv
 
 from ..language.diagnostics import Diagnostic, Source, Span, render_all
 from ..language.effects import method_refusal, tensor_attributes
-from ..language.names import ResolveError, resolve
+from ..language.load import decode
+from ..language.names import ResolveError, all_op_names, forget_op_names, resolve
 from ..language.schemas import check_call
 from .contained import ContainedGraphModule
+from .dump import format_value
 
 DTYPES = {abbreviation: dtype for dtype, abbreviation in dtype_abbrs.items()}
 _KEYWORDS = frozenset(keyword.kwlist)
 SYMBOL_HINT = 8  # the size a symbol stands for when the parsed graph runs
 MAX_UNBACKED = 10_000  # unbacked symbols are made in order, u0 first: a bound on that work
+MAX_NESTING = 100  # how deep values, types and size expressions nest
+INT64 = 2 ** 63
+MAX_BITS = 1000  # how large a size expression's value may grow on the way, in bits
 _SECTION_START = re.compile(r"^(def |signature:)", re.MULTILINE)
 
 
@@ -137,22 +145,18 @@ class GraphTextError(Exception):
 
 
 def load_graph(path: str | Path) -> torch.fx.GraphModule:
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        source = Source(str(path), path.read_bytes().decode("utf-8", errors="replace"))
-        raise GraphTextError([Diagnostic(Span(source, 1, 1, 1, 2),
-                                         f"the file is not UTF-8 text: {error.reason}")]) from None
-    return parse_graph(text, str(path))
+    source, problem = decode(str(path), Path(path).read_bytes(), "graph files")
+    if problem is not None:
+        raise GraphTextError([problem])
+    return parse_graph(source.text, str(path))
 
 
 def parse_graph(text: str, path: str = "<text>") -> torch.fx.GraphModule:
     source = Source(path, text)
     sections, diagnostics = _parse(source)
-    if diagnostics:
+    if diagnostics and not sections:
         raise GraphTextError(diagnostics)
-    builder = _Builder(source)
+    builder = _Builder(source, diagnostics)  # a literal out of bounds: the rest is read on
     module = builder.build(sections)
     if builder.diagnostics:
         raise GraphTextError(builder.diagnostics)
@@ -177,16 +181,20 @@ class _Graph:
 
 @dataclass
 class _Signature:
-    specs: list  # (side, arg, kind, kind span, target or None)
+    specs: list  # (side, arg, kind, kind span, target or None, span)
+    span: Span
 
 
 def _parse(source: Source):
     """All sections, or every syntax error: a broken section is reported and the others are
     still read."""
     try:
-        return _Sections(source).transform(_parser().parse(source.text)), []
+        tree = _parser().parse(source.text)
     except lark.exceptions.UnexpectedInput:
         pass
+    else:
+        sections = _Sections(source)
+        return sections.transform(tree), sections.diagnostics
     starts = [m.start() for m in _SECTION_START.finditer(source.text)] or [0]
     if starts[0] != 0:
         starts.insert(0, 0)
@@ -293,14 +301,42 @@ class _Type:
     span: Span
 
 
+_TOO_DEEP = object()  # what stands for a value nested deeper than MAX_NESTING, once told
+
+
 @v_args(meta=True)
-class _Sections(Transformer):
+class _Sections(Transformer_NonRecursive):
+    """The parse tree -> sections, bottom-up without recursion (a value nested a thousand deep
+    is a deep tree); literals and nesting are checked against their bounds on the way, each
+    mistake a diagnostic."""
+
     def __init__(self, source: Source):
         super().__init__()
         self.source = source
+        self.diagnostics: list[Diagnostic] = []
+        self.depths: dict[int, tuple[int, object]] = {}  # id -> (depth, the value, kept alive)
 
     def span(self, meta) -> Span:
         return _span(self.source, meta)
+
+    def error(self, meta, message: str):
+        self.diagnostics.append(Diagnostic(self.span(meta), message))
+
+    def nest(self, meta, value, children):
+        """`value`, made of `children`, unless that nests deeper than MAX_NESTING."""
+        depth = 1
+        for child in children:
+            if child is _TOO_DEEP:
+                return _TOO_DEEP  # told once, where it first got too deep
+            known = self.depths.get(id(child))
+            if known is not None and known[0] >= depth:
+                depth = known[0] + 1
+        if depth > MAX_NESTING:
+            self.error(meta, f"this nests deeper than {MAX_NESTING} levels: a graph text nests "
+                             f"values, types and size expressions at most {MAX_NESTING} deep")
+            return _TOO_DEEP
+        self.depths[id(value)] = (depth, value)
+        return value
 
     def start(self, meta, children):
         return children
@@ -359,25 +395,45 @@ class _Sections(Transformer):
 
     def constructed(self, meta, children):
         name, *args = children
-        return _Constructed(str(name), *_split(args), self.span(meta))
+        flat = [a.parts[1] if isinstance(a, _Item) else a for a in args]
+        return self.nest(meta, _Constructed(str(name), *_split(args), self.span(meta)), flat)
 
     def tuple(self, meta, children):
-        return tuple(children)
+        return self.nest(meta, tuple(children), children)
 
     def list(self, meta, children):
-        return list(children)
+        return self.nest(meta, list(children), children)
 
     def dict(self, meta, children):
-        return dict(children)
+        try:
+            value = dict(children)
+        except TypeError:  # a key that is a list or a dict
+            self.error(meta, "a dict's keys are names, literals and tuples of them")
+            return None
+        return self.nest(meta, value, [part for entry in children for part in entry])
 
     def entry(self, meta, children):
         return tuple(children)
 
     def string(self, meta, children):
-        return python_ast.literal_eval(children[0])  # a literal: nothing runs
+        try:
+            return python_ast.literal_eval(children[0])  # a literal: nothing runs
+        except (SyntaxError, ValueError) as error:  # `'\N{nope}'`, `'\x'`
+            self.error(meta, f"`{_short(children[0])}` is no string literal: {error.msg}")
+            return ""
 
     def number(self, meta, children):
-        return python_ast.literal_eval(children[0])
+        token = str(children[0])
+        if not re.fullmatch(r"-?\d+", token):
+            value = float(token)
+            if math.isinf(value):
+                self.error(meta, f"`{_short(token)}` is beyond a float: write `float('inf')`")
+            return value
+        problem = _integer_problem(token, -INT64, 2 * INT64, "64 bits")
+        if problem is not None:
+            self.error(meta, problem)
+            return 0
+        return int(token)
 
     def true(self, meta, children):
         return True
@@ -391,17 +447,16 @@ class _Sections(Transformer):
     # --- types -----------------------------------------------------------------------------------
     def tensor_type(self, meta, children):
         dtype, *sizes = children
-        return _Type("tensor", (str(dtype), *sizes), self.span(meta))
+        return self.nest(meta, _Type("tensor", (str(dtype), *sizes), self.span(meta)), sizes)
 
     def sym_type(self, meta, children):
-        return _Type("sym", tuple(children), self.span(meta))
-
+        return self.nest(meta, _Type("sym", tuple(children), self.span(meta)), children)
 
     def tuple_type(self, meta, children):
-        return _Type("tuple", tuple(children), self.span(meta))
+        return self.nest(meta, _Type("tuple", tuple(children), self.span(meta)), children)
 
     def list_type(self, meta, children):
-        return _Type("list", tuple(children), self.span(meta))
+        return self.nest(meta, _Type("list", tuple(children), self.span(meta)), children)
 
     def literal_type(self, meta, children):
         return _Type("literal", tuple(children), self.span(meta))
@@ -410,6 +465,10 @@ class _Sections(Transformer):
         return _Type("opaque", (str(children[0]),), self.span(meta))
 
     def size_number(self, meta, children):
+        problem = _integer_problem(str(children[0]), 0, INT64, "a 64-bit size")
+        if problem is not None:
+            self.error(meta, problem)
+            return ("int", 0)
         return ("int", int(children[0]))
 
     def size_float(self, meta, children):
@@ -422,39 +481,55 @@ class _Sections(Transformer):
         return ("bool", False)
 
     def size_negative(self, meta, children):
-        return ("neg", children[0])
+        return self.nest(meta, ("neg", children[0]), children)
 
     def size_not(self, meta, children):
-        return ("not", children[0])
+        return self.nest(meta, ("not", children[0]), children)
 
     def size_symbol(self, meta, children):
         return ("symbol", str(children[0]), self.span(meta))
 
     def size_arithmetic(self, meta, children):
         left, op, right = children
-        return ("arith", str(op), left, right)
+        return self.nest(meta, ("arith", str(op), left, right), children)
 
     def size_power(self, meta, children):
-        return ("arith", "**", children[0], children[2])
+        return self.nest(meta, ("arith", "**", children[0], children[2]), children)
 
     def size_and(self, meta, children):
-        return ("arith", "&", *children)
+        return self.nest(meta, ("arith", "&", *children), children)
 
     def size_or(self, meta, children):
-        return ("arith", "|", *children)
+        return self.nest(meta, ("arith", "|", *children), children)
 
     def size_call(self, meta, children):
         name, *args = children
-        return ("call", str(name), tuple(args), self.span(meta))
+        return self.nest(meta, ("call", str(name), tuple(args), self.span(meta)), args)
 
     # --- the signature ---------------------------------------------------------------------------
     def signature(self, meta, children):
-        return _Signature(list(children))
+        return _Signature(list(children), self.span(meta))
 
     def spec(self, meta, children):
         side, arg, kind, *target = children
-        return (str(side), str(arg) if isinstance(arg, Token) else arg, str(kind),
-                _span(self.source, kind), target[0][0] if target else None)
+        return (str(side), _Ref(str(arg), self.span(arg)) if isinstance(arg, Token) else arg,
+                str(kind), _span(self.source, kind), target[0][0] if target else None,
+                self.span(meta))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
+
+
+def _integer_problem(token: str, low: int, high: int, what: str) -> str | None:
+    """Why an integer literal is none a graph text holds: leading zeros (as in Python), or
+    outside [low, high); its digits are counted before it is converted."""
+    digits = token.lstrip("-")
+    if len(digits) > 1 and digits[0] == "0" and digits.strip("0"):
+        return f"`{_short(token)}`: an integer has no leading zeros"
+    if len(digits) > 20 or not low <= int(token) < high:
+        return f"`{_short(token)}` does not fit in {what}"
+    return None
 
 
 def _split(args) -> tuple[tuple, tuple]:
@@ -474,6 +549,11 @@ class _Builder:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self):
+        forget_op_names()  # ops registered since the last text was read are seen
+        self.namespaces = frozenset(name.split("::")[0] for name in all_op_names())
+        self.targets: dict[tuple, object] = {}  # a target's path -> its object or ResolveError
+        self.calls: dict[tuple, str | None] = {}  # (op, arguments, keywords) -> the problem
+        self.tensors: dict[tuple, torch.Tensor] = {}  # (dtype, *static sizes) -> fake value
         self.shape_env = ShapeEnv()
         self.mode = FakeTensorMode(shape_env=self.shape_env)
         self.symbols: dict[str, sympy.Symbol] = {}
@@ -548,11 +628,16 @@ class _Builder:
         path = tuple(call.target)
         if path == ("getattr",):  # Dynamo's `x.T`; its attribute is checked in check_call
             return getattr
-        try:
-            return _resolve_graph_name(path)
-        except ResolveError as error:
-            self.error(call.span, str(error))
+        if path not in self.targets:  # a graph calls few ops, each many times
+            try:
+                self.targets[path] = _resolve_graph_name(path, self.namespaces)
+            except ResolveError as error:
+                self.targets[path] = error
+        target = self.targets[path]
+        if isinstance(target, ResolveError):
+            self.error(call.span, str(target))
             return _unresolved
+        return target
 
     def check_call(self, call: _Call, target, args: tuple, kwargs: dict) -> None:
         """The call's arguments against its op's schema, or a Python function's signature, so
@@ -568,13 +653,18 @@ class _Builder:
         elif target is operator.setitem:
             problem = _setitem_problem(args, self.module_fetches)
         elif isinstance(target, (OpOverload, OpOverloadPacket)):
-            problem = check_call(target, len(args), False, set(kwargs))
+            key = (target, len(args), frozenset(kwargs))
+            if key not in self.calls:
+                self.calls[key] = check_call(target, len(args), False, set(kwargs))
+            problem = self.calls[key]
         else:
             problem = _signature_problem(target, len(args), set(kwargs))
         if problem is not None:
             self.error(call.span, problem)
 
     def value(self, value, env: dict):
+        if value is _TOO_DEEP:
+            return None
         if isinstance(value, _Ref):
             if value.name in env:
                 return env[value.name]
@@ -582,7 +672,7 @@ class _Builder:
             return None
         if isinstance(value, _Qualified):
             try:
-                return _resolve_graph_name(value.path)
+                return _resolve_graph_name(value.path, self.namespaces)
             except ResolveError as error:
                 self.error(value.span, str(error))
                 return None
@@ -604,14 +694,26 @@ class _Builder:
         if value.name == "slice" and len(args) == 3 and not kwargs:
             return slice(*args)
         if value.name == "device" and not args and set(kwargs) <= {"type", "index"}:
-            return torch.device(**kwargs)
+            return self.device(value.span, kwargs)
         self.error(value.span, f"`{value.name}(...)` is no value a graph text holds; it holds "
                                "`float('inf')`, `device(type=...)` and `slice(a, b, c)`")
         return None
 
+    def device(self, span: Span, kwargs: dict):
+        kind, index = kwargs.get("type"), kwargs.get("index")
+        if not isinstance(kind, str) or not (index is None or type(index) is int and index >= 0):
+            self.error(span, "a device is `device(type='cpu')` or `device(type='cuda', index=0)`: "
+                             "a type's name and an index that is no negative number")
+            return None
+        try:
+            return torch.device(**kwargs)
+        except RuntimeError as error:  # a type torch does not know
+            self.error(span, f"`device(type={kind!r})` is no device: {error}")
+            return None
+
     # --- values of nodes -------------------------------------------------------------------------
     def annotate(self, node: torch.fx.Node, annotation) -> None:
-        if annotation is not None:
+        if annotation is not None and annotation is not _TOO_DEEP:
             node.meta["val"] = self.meta_value(annotation)
 
     def meta_value(self, annotation: _Type):
@@ -624,11 +726,22 @@ class _Builder:
                 return None
             try:
                 shape = [self.size(s) for s in sizes]
+                _check_storage(shape, dtype)
             except _SizeError as error:
                 self.error(annotation.span, str(error))
                 return None
-            with self.mode:
-                return torch.empty(shape, dtype=dtype)
+            key = (dtype, *shape) if all(isinstance(size, int) for size in shape) else None
+            if key in self.tensors:  # nodes of one static type share one fake value
+                return self.tensors[key]
+            try:
+                with self.mode:
+                    value = torch.empty(shape, dtype=dtype)
+            except RuntimeError as error:  # a guard on symbolic sizes that cannot hold
+                self.error(annotation.span, f"no tensor has this type: {error}")
+                return None
+            if key is not None:
+                self.tensors[key] = value
+            return value
         if annotation.kind == "sym":
             return self.sym_value(annotation.parts[0], annotation.span)
         if annotation.kind in ("tuple", "list"):
@@ -644,13 +757,18 @@ class _Builder:
     def size(self, size):
         """A dimension: an int, or a SymInt of the one shape environment."""
         expression = self.size_expression(size)
+        if expression.is_Relational or isinstance(expression, _CONDITIONS):
+            raise _SizeError(f"`{expression}` is a condition, not a size")
         if expression.is_number:
             if not expression.is_integer:
                 raise _SizeError(f"`{expression}` is no size: sizes are integers")
+            _check_size(expression, int(expression), "")
             return int(expression)
-        if expression.is_Relational or isinstance(expression, _CONDITIONS):
-            raise _SizeError(f"`{expression}` is a condition, not a size")
-        return self.shape_env.create_symintnode(expression, hint=self.hint(expression, int))
+        hint = self.hint(expression, int)
+        if hint is not None:
+            _check_size(expression, hint, f" where each symbol is {SYMBOL_HINT}, as when the "
+                                          "graph runs")
+        return self.shape_env.create_symintnode(expression, hint=hint)
 
     def sym_value(self, size, span: Span):
         """A `Sym(...)` annotation: a SymInt, a SymBool (`u0 >= 2`) or a SymFloat, of the one
@@ -679,6 +797,8 @@ class _Builder:
         value = expression.subs({s: SYMBOL_HINT for s in expression.free_symbols})
         try:
             return kind(bool(value) if kind is bool else value)
+        except OverflowError:  # an integer beyond a float
+            return math.inf
         except (TypeError, ValueError):
             return None
 
@@ -709,8 +829,12 @@ class _Builder:
                 raise _SizeError(f"`{name}` is no function of symbolic sizes; they are "
                                  f"{', '.join(sorted(_SYMBOLIC_FUNCTIONS))}")
             operands = [self.size_expression(a) for a in args]
+            if name in _GROWING and len(operands) == 2:
+                self.check_growth(name, *operands)
             try:
-                return function(*operands)
+                return self.bounded(function(*operands))
+            except _SizeError:
+                raise
             except Exception as error:  # sympy's and torch's functions assert their domains
                 raise _SizeError(f"`{name}` cannot take {', '.join(map(str, operands))}"
                                  + (f": {error}" if str(error) else "")) from None
@@ -718,11 +842,33 @@ class _Builder:
         left, right = (self.size_expression(side, op == "*") for side in (left, right))
         if op in ("//", "%", "/") and right == 0:
             raise _SizeError(f"`{op} 0`: a size divided by zero")
+        if op == "**":
+            self.check_growth(op, left, right)
         try:
-            return _SYMBOLIC_OPERATORS[op](left, right)
+            return self.bounded(_SYMBOLIC_OPERATORS[op](left, right))
+        except _SizeError:
+            raise
         except Exception as error:
             raise _SizeError(f"`{op}` cannot take {left} and {right}"
                              + (f": {error}" if str(error) else "")) from None
+
+    def check_growth(self, op: str, base, exponent) -> None:
+        """A power (`s0**3`, `PowByNatural`, `LShift`) whose value, with each symbol at its
+        hint, would have more than MAX_BITS bits is refused before sympy computes it."""
+        base_hint, exponent_hint = (self.hint(side, float) for side in (base, exponent))
+        if base_hint is None or exponent_hint is None:
+            return  # an unbacked symbol: nothing is computed
+        bits = exponent_hint if op == "LShift" else exponent_hint * math.log2(abs(base_hint) or 1)
+        if bits > MAX_BITS:
+            raise _SizeError(f"`{op}` of {_short(str(base))} and {_short(str(exponent))} grows "
+                             f"beyond {MAX_BITS} bits where each symbol is {SYMBOL_HINT}")
+
+    def bounded(self, expression):
+        hint = self.hint(expression, float) if not isinstance(expression, _CONDITIONS) else 0
+        if hint is not None and math.isfinite(hint) and abs(hint) >= 2.0 ** MAX_BITS:
+            raise _SizeError(f"`{_short(str(expression))}` grows beyond {MAX_BITS} bits where "
+                             f"each symbol is {SYMBOL_HINT}")
+        return expression
 
     def symbol(self, name: str) -> sympy.Symbol:
         """A symbol of the shape environment: unbacked (`u0`: a data-dependent size, no hint)
@@ -741,6 +887,8 @@ class _Builder:
                 symbol = sympy.Symbol(name, integer=True, positive=True)
                 self.shape_env.backed_var_to_val[symbol] = sympy.Integer(SYMBOL_HINT)
                 self.shape_env.var_to_range[symbol] = self.shape_env._default_value_range()
+                where = self.shape_env._get_sloc("a symbol of a graph text")
+                self.shape_env.var_to_range_sloc[symbol] = ValueRangesSLoc(where, where)
                 self.shape_env.var_to_sources[symbol] = []
             self.symbols[name] = symbol
         return self.symbols[name]
@@ -794,33 +942,74 @@ class _Builder:
             self.error(section.span, f"FX cannot generate code for `{name}`: {error}")
             return torch.fx.GraphModule(root, torch.fx.Graph())
 
-    def signature(self, signature: _Signature, built) -> ExportGraphSignature:
+    def signature(self, signature: _Signature, built) -> ExportGraphSignature | None:
+        """The export signature, which must fit the graph: an input for each placeholder and an
+        output for each value returned, in their order (a rewrite renames them in step)."""
         _, graph = built
         nodes = {node.name: node for node in graph.nodes}
+        placeholders = [node.name for node in graph.find_nodes(op="placeholder")]
+        returned = graph.output_node().args[0]
+        returned = list(returned) if isinstance(returned, (tuple, list)) else [returned]
         inputs, outputs = [], []
-        for side, arg, kind, kind_span, target in signature.specs:
+        entries = {"input": 0, "output": 0}  # of each side so far, told or not
+        for side, arg, kind, kind_span, target, span in signature.specs:
+            entries[side] += 1
             kinds = InputKind if side == "input" else OutputKind
             if kind not in kinds.__members__:
                 self.error(kind_span, f"`{kind}` is no {side} kind; they are "
                                       f"{', '.join(kinds.__members__)}")
                 continue
+            specs = inputs if side == "input" else outputs
+            problem = _spec_problem(side, arg, entries[side] - 1, placeholders, returned)
+            if problem is not None:
+                self.error(span, problem)
+                continue
             argument = _argument(arg, nodes)
-            if side == "input":
-                inputs.append(InputSpec(InputKind[kind], argument, target,
-                                        True if InputKind[kind] == InputKind.BUFFER else None))
-            else:
-                outputs.append(OutputSpec(OutputKind[kind], argument, target))
+            try:
+                if side == "input":
+                    specs.append(InputSpec(InputKind[kind], argument, target,
+                                           True if InputKind[kind] == InputKind.BUFFER else None))
+                else:
+                    specs.append(OutputSpec(OutputKind[kind], argument, target))
+            except (AssertionError, TypeError, ValueError) as error:  # torch's own checks
+                self.error(span, f"no {side} of a signature is this: {error}")
+        for side, expected in (("input", placeholders), ("output", returned)):
+            if entries[side] < len(expected):
+                self.error(signature.span, f"the signature has {entries[side]} {side}s and the "
+                                           f"graph {len(expected)}: one for each, in order")
+        if self.diagnostics:
+            return None
         return ExportGraphSignature(inputs, outputs)
 
 
+def _spec_problem(side: str, arg, index: int, placeholders: list, returned: list) -> str | None:
+    """Why a signature's entry is not the graph's input or output at its place, or None."""
+    expected = placeholders if side == "input" else returned
+    what = "input" if side == "input" else "value returned"
+    if index >= len(expected):
+        return f"the graph has {len(expected)} {what}s; this {side} is one too many"
+    wanted = expected[index]
+    wanted_name = wanted if side == "input" else (
+        wanted.name if isinstance(wanted, torch.fx.Node) else None)
+    if isinstance(arg, _Ref):
+        if arg.name != wanted_name:
+            shown = f"`{wanted_name}`" if wanted_name is not None else format_value(wanted)
+            return f"`{arg.name}` is not the graph's {what} {index + 1}, which is {shown}"
+        return None
+    if side == "input" or wanted_name is not None or arg != wanted:
+        shown = f"`{wanted_name}`" if wanted_name is not None else format_value(wanted)
+        return f"`{format_value(arg)}` is not the graph's {what} {index + 1}, which is {shown}"
+    return None
+
+
 def _argument(arg, nodes: dict):
-    node = nodes.get(arg) if isinstance(arg, str) else None
-    if node is None:
+    if not isinstance(arg, _Ref):
         return ConstantArgument(name="", value=arg)
+    node = nodes[arg.name]
     value = node.meta.get("val")
     if isinstance(value, torch.SymInt):
-        return SymIntArgument(name=arg)
-    return TensorArgument(name=arg)
+        return SymIntArgument(name=arg.name)
+    return TensorArgument(name=arg.name)
 
 
 def _container_problem(target: str, declared: dict[str, str]) -> str | None:
@@ -851,6 +1040,25 @@ class _SizeError(Exception):
     """A size or symbolic value that cannot be formed; the message is for the user."""
 
 
+def _check_size(expression, value: int, where: str) -> None:
+    if value < 0:
+        raise _SizeError(f"`{expression}` is a negative size"
+                         + (f" ({value}{where})" if where else ""))
+    if value >= INT64:
+        raise _SizeError(f"`{_short(str(expression))}` does not fit in a 64-bit size{where}")
+
+
+def _check_storage(shape: list, dtype: torch.dtype) -> None:
+    """A tensor type whose bytes a 64-bit size cannot count (`f32[2**40, 2**40]`) is none."""
+    elements = 1
+    for size in shape:
+        hint = size if isinstance(size, int) else size.node.hint
+        elements *= int(hint) if hint is not None else 1
+    if elements * dtype.itemsize >= INT64:
+        raise _SizeError(f"a tensor of {elements} elements of {dtype.itemsize} bytes: more "
+                         "bytes than a 64-bit size counts")
+
+
 _UNBACKED = re.compile(r"u\d+")
 _SYMBOLIC_OPERATORS = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "**": operator.pow,
@@ -871,6 +1079,7 @@ _SYMBOLIC_FUNCTIONS = {
     **{name: getattr(sympy_functions, name) for name in dir(sympy_functions)
        if name.startswith("OpaqueUnaryFn_")},
 }
+_GROWING = ("PowByNatural", "FloatPow", "LShift")
 _CONDITIONS = (sympy.logic.boolalg.BooleanFunction, sympy.logic.boolalg.BooleanAtom)
 _FLOAT_FUNCTIONS = (sympy_functions.ToFloat, sympy_functions.FloatTrueDiv,
                     sympy_functions.TruncToFloat, sympy_functions.FloatPow)
@@ -881,10 +1090,10 @@ def _is_float(expression) -> bool:
         "OpaqueUnaryFn_") or any(isinstance(a, sympy.Float) for a in expression.atoms())
 
 
-def _resolve_graph_name(path: tuple[str, ...]):
+def _resolve_graph_name(path: tuple[str, ...], namespaces: frozenset[str]):
     """A dotted name as graph text writes it (`aten.sin.default`, `higher_order.cond`,
     `operator.add`, `torch.float32`) -> its object, through the rule files' allowlist."""
-    if path[0] == "higher_order" or path[0] in _op_namespaces():
+    if path[0] == "higher_order" or path[0] in namespaces:
         return resolve(("torch", "ops", *path)).value
     return resolve(("operator", *path[1:]) if path[0] == "_operator" else path).value
 
@@ -893,6 +1102,3 @@ def _unresolved(*args, **kwargs):  # the target of a node whose target did not r
     raise AssertionError("unreachable: the text had errors")
 
 
-@lru_cache(maxsize=1)
-def _op_namespaces() -> frozenset[str]:
-    return frozenset(name.split("::")[0] for name in torch._C._dispatch_get_all_op_names())

@@ -19,7 +19,8 @@ Kinds of difference:
   other (allowed by `aliases`: right where nothing writes in place, wrong where something does);
 - `MUTATES`: one side writes to an input the other does not, or writes other values.
 
-`random_like` makes an input from a recorded value (a fake tensor's dtype and shape).
+`random_like` makes an input from a recorded value (a fake tensor's dtype and shape), and
+`too_large` says which recorded values it will not make: more than MAX_INPUT_ELEMENTS.
 """
 
 from __future__ import annotations
@@ -369,6 +370,23 @@ def _copies(values: list) -> list:
 
 def _outputs(value) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+MAX_INPUT_ELEMENTS = 2 ** 26  # an input of 64 Mi elements (256 MiB of float32) at most
+
+
+def too_large(value) -> int | None:
+    """The number of elements of a recorded value (items of a list or tuple added up), if it
+    is more than an input `random_like` makes may have; None if it is not."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    elements = 0
+    while values:
+        item = values.pop()
+        if isinstance(item, (list, tuple)):
+            values.extend(item)
+        elif isinstance(item, torch.Tensor):
+            elements += math.prod(d if isinstance(d, int) else _hint(d) for d in item.shape)
+    return elements if elements > MAX_INPUT_ELEMENTS else None
 
 
 def random_like(value, generator: torch.Generator):

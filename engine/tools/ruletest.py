@@ -49,8 +49,9 @@ from ..graphs.errors import GraphError
 from ..graphs.files import write_atomic
 from ..graphs.parse import GraphTextError, parse_graph
 from ..graphs.values import recorded
-from .compare import (Allowance, Comparison, Rejected, allowance_of_rules,
-                      compare_graphs, random_like)
+from ..language.load import decode
+from .compare import (MAX_INPUT_ELEMENTS, Allowance, Comparison, Rejected, allowance_of_rules,
+                      compare_graphs, random_like, too_large)
 
 _DIRECTIVE = re.compile(r"^# --- (case: .*|expect(: unchanged|: error)?|report|no run)\s*$",
                         re.MULTILINE)
@@ -96,7 +97,10 @@ class Outcome:
 
 
 def read_fixture(path: Path) -> Fixture:
-    text = path.read_text()
+    source, problem = decode(str(path), path.read_bytes(), "fixtures")
+    if problem is not None:
+        raise FixtureError(problem.render())
+    text = source.text
     marks = list(_DIRECTIVE.finditer(text))
     fixture = Fixture(path, text[:marks[0].start()] if marks else text)
     for index, mark in enumerate(marks):
@@ -175,11 +179,31 @@ def run_case(rules, fixture: Path, case: Case) -> Outcome:
         outcome.problems.append(f"{where}: another report:\n"
                                 + _diff("\n".join(case.report) + "\n", "\n".join(report) + "\n"))
     if case.run and difference is None:
-        fired = {match.rule for match in result.report.matches}
-        problem = _same_values(gm, result.module, _allowance(rules, fired))
+        problem = _input_too_large(fixture, case, gm)
+        if problem is None:
+            fired = {match.rule for match in result.report.matches}
+            problem = _same_values(gm, result.module, _allowance(rules, fired))
+            problem = None if problem is None else f"{where}: {problem}"
         if problem is not None:
-            outcome.problems.append(f"{where}: {problem}")
+            outcome.problems.append(problem)
     return outcome
+
+
+def _input_too_large(fixture: Path, case: Case, gm: torch.fx.GraphModule) -> str | None:
+    """Where the case's graph asks for an input too large to make (`f32[s0*s0*...*s0]` at
+    the hint), before any is allocated."""
+    for node in gm.graph.find_nodes(op="placeholder"):
+        elements = too_large(recorded(node, None))
+        if elements is None:
+            continue
+        written = re.search(rf"\b{re.escape(node.name)}\s*:", case.source)
+        offset = written.start() if written else 0
+        line = case.line + case.source.count("\n", 0, offset) + 1
+        column = offset - (case.source.rfind("\n", 0, offset) + 1) + 1
+        return (f"{fixture}:{line}:{column}: the input `{node.name}` would have {elements} "
+                f"elements; a case runs on inputs of at most {MAX_INPUT_ELEMENTS}: make it "
+                "smaller or mark the case `# --- no run`")
+    return None
 
 
 def _diff(expected: str, actual: str) -> str:

@@ -1,0 +1,80 @@
+"""Graph text under hostile edits (`tests/graph_fuzz.py`): every mutant of the repository's own
+graphs either is told with a located `file:line:col: error:` for each mistake, or is a graph
+whose dump parses back to the same dump, which the rules rewrite or refuse with a GraphError,
+and which `engine test` runs or refuses to run, without a traceback and within seconds.
+
+CI runs FUZZ_MUTANTS (default 500) mutants, the edit classes in turn; `scripts/nightly`
+runs thousands."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import engine
+from engine.tools.ruletest import Case, run_case
+
+from .graph_fuzz import EDITS, corpus, mutant
+
+MUTANTS = int(os.environ.get("FUZZ_MUTANTS", 500))
+SECONDS = 10  # the most one mutant may take, parsed, rewritten and run
+RULES = None
+
+
+def rules():
+    global RULES
+    if RULES is None:
+        RULES = engine.load_rules("rules/export.rw")
+    return RULES
+
+
+def outcome(seed: int) -> str | None:
+    """What is wrong with one mutant's handling, or None."""
+    name, _, text = mutant(seed)
+    try:
+        module = engine.parse_graph(text, "mutant.fxg")
+    except engine.GraphTextError as error:
+        unlocated = [d for d in error.diagnostics if not d.span.where.startswith("mutant.fxg:")]
+        rendered = str(error)
+        if unlocated or not rendered.startswith("mutant.fxg:") or " error: " not in rendered:
+            return f"an error that is not located: {rendered[:300]}"
+        return None
+    if not isinstance(module, torch.fx.GraphModule):
+        return f"parsed to a {type(module).__name__}"
+    text = engine.dump(module)
+    try:
+        again = engine.dump(engine.parse_graph(text, "dump.fxg"))
+    except engine.GraphTextError as error:
+        return f"its dump does not parse back:\n{error}"
+    if again != text:
+        return f"its dump parses back to another dump:\n{text}\n---\n{again}"
+    try:
+        rules().rewrite(module, module.meta.get("graph_signature"))
+    except engine.GraphError:
+        pass
+    run_case(rules(), Path("mutant.fxt"), Case("mutant", 1, text))  # passes or fails, told
+    return None
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_every_mutant_is_told_where_it_is_wrong_or_parses_back_and_rewrites(edit):
+    index = list(EDITS).index(edit)
+    seeds = range(index, MUTANTS, len(EDITS))
+    failures = []
+    for seed in seeds:
+        start = time.perf_counter()
+        try:
+            problem = outcome(seed)
+        except Exception as error:  # noqa: BLE001 - any exception is the finding
+            problem = f"raised {type(error).__name__}: {str(error)[:300]}"
+        took = time.perf_counter() - start
+        if took > SECONDS:
+            problem = f"took {took:.1f} s"
+        if problem is not None:
+            failures.append(f"seed {seed}: {problem}")
+    assert not failures, "\n".join(failures)
+
