@@ -78,3 +78,35 @@ def test_every_mutant_is_told_where_it_is_wrong_or_parses_back_and_rewrites(edit
             failures.append(f"seed {seed}: {problem}")
     assert not failures, "\n".join(failures)
 
+
+
+def _grammar_sections(source):
+    from engine.graphs import parse
+
+    try:
+        tree = parse._parser().parse(source.text)
+    except Exception:  # noqa: BLE001 - a syntax error: the reader must have declined
+        return None
+    sections = parse._Sections(source)
+    result = sections.transform(tree)
+    return None if sections.diagnostics else result
+
+
+def test_the_line_reader_reads_what_the_grammar_reads():
+    """The common lines are read without the grammar (`parse._read_common`): on every text it
+    reads, the sections are the grammar's, spans included; every graph of the corpus is one of
+    those texts, and mutants it declines go to the grammar."""
+    from engine.graphs import parse
+
+    read = declined = 0
+    texts = list(corpus()) + [mutant(seed)[2] for seed in range(MUTANTS)]
+    for index, text in enumerate(texts):
+        source = parse.Source("text.fxg", text)
+        fast = parse._read_common(source)
+        if fast is None:
+            assert index >= len(corpus()), f"the reader declines a graph of the corpus:\n{text}"
+            declined += 1
+            continue
+        read += 1
+        assert fast == _grammar_sections(source), text
+    assert read > len(corpus()) and declined > MUTANTS // 4

@@ -26,6 +26,13 @@ def test_bench_dag_prints_its_ratios_against_torchs_matchers():
     assert row[:2] == ["20", "63"] and row[-1].endswith("x") and row[-3].endswith("x")
 
 
+def test_bench_graph_text_prints_time_and_memory_against_torch_fx():
+    lines = run(sys.executable, "benchmarks/bench_graph_text.py", "--nodes", "300")
+    assert lines[-2].split()[:2] == ["nodes", "|"]
+    row = lines[-1].split()
+    assert row[0] == "302" and row[-2].endswith("x") and row[-1].endswith("x")
+
+
 def test_bench_hop_passes_prints_each_pass_against_torchs():
     lines = run(sys.executable, "benchmarks/bench_hop_passes.py", "--links", "3",
                 "--torch-max", "3")

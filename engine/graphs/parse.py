@@ -2,9 +2,11 @@
 
 Input: the text of one or more graphs (`def forward(...): ...`, nested graphs named by their
 attribute path, `def submod_1(...)`), optionally followed by the export signature; the grammar is
-`grammar/fxg.lark`. Output: a GraphModule whose nodes have the names, targets, arguments and
-order the text says, each with `meta["val"]` rebuilt from its annotation: a fake tensor of that
-dtype and shape (contiguous, on the CPU), sizes such as `s0` or `2*s0` as SymInts of one shape
+`grammar/fxg.lark` (the lines `engine.dump` prints are read by a line reader of their few
+shapes, which gives what the grammar gives; any other text is read by the grammar). Output: a
+GraphModule whose nodes have the names, targets, arguments and order the text says, each with
+`meta["val"]` rebuilt from its annotation: a fake tensor of that dtype and shape (contiguous, on
+the CPU; nodes of one static type share one), sizes such as `s0` or `2*s0` as SymInts of one shape
 environment, tuples and lists of those, literals. Nested graphs become submodules where the
 graphs that fetch or call them expect them; other attributes a graph fetches become tensors of
 their annotation (zeros). The signature, when present, is `module.meta["graph_signature"]`, an
@@ -15,7 +17,8 @@ and any op namespace's ops, `higher_order.*`, `operator.*`, `math.*`, torch's te
 graph markers; besides, `getattr` of a public attribute and public tensor methods, on nodes. A
 graph file imports and runs nothing else. Calls are checked against their op's schema or their
 function's signature. Every mistake is a `file:line:col` diagnostic with the
-line and a caret, all of a file's at once (`GraphTextError`), never a traceback.
+line and a caret, all of a file's at once (`GraphTextError`), never a traceback; the bounds a
+text must keep (MAX_NESTING, INT64, MAX_BITS, MAX_UNBACKED) are told the same way.
 
     gm = engine.parse_graph(text)           # or engine.load_graph("model.fxg")
     assert engine.dump(gm) == text          # for any text engine.dump printed
@@ -188,6 +191,9 @@ class _Signature:
 def _parse(source: Source):
     """All sections, or every syntax error: a broken section is reported and the others are
     still read."""
+    common = _read_common(source)
+    if common is not None:
+        return common, []
     try:
         tree = _parser().parse(source.text)
     except lark.exceptions.UnexpectedInput:
@@ -536,6 +542,351 @@ def _split(args) -> tuple[tuple, tuple]:
     positional = tuple(a for a in args if not isinstance(a, _Item))
     keywords = tuple(a.parts for a in args if isinstance(a, _Item))
     return positional, keywords
+
+
+# --- the common lines, read without the grammar --------------------------------------------------
+# What `engine dump` prints is read line by line by a reader that knows its few shapes: a graph's
+# `def` line, a statement, its `return`, the signature. A text with any line it does not know
+# (a comment, a size expression, a statement over two lines, a name that is a keyword, anything
+# out of bounds) is read by the grammar instead, which says what is wrong. What the reader reads
+# is what the grammar reads, spans included (tests/test_graph_fuzz.py holds them to it).
+_TOKEN = re.compile(r"[ \t\f\r]*(?:([A-Za-z_][A-Za-z0-9_]*)|(-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+                    r"|('(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\")|([()\[\]{},.:=]))")
+_KEYWORDS_OF_TEXT = frozenset({"def", "return", "get_attr", "module", "method", "Sym",
+                               "signature", "input", "output"})
+_LITERAL_NAMES = {"True": True, "False": False, "None": None}
+_SIGNATURE_SPEC = re.compile(r"    (input|output) ")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|\d+))*")
+
+
+class _Declined(Exception):
+    """The line is none the reader knows: the grammar reads the text."""
+
+
+class _Line:
+    """One line's tokens: (kind, text, column), kind "name", "number", "string" or the mark."""
+
+    def __init__(self, source: Source, number: int, text: str):
+        self.source, self.number, self.text = source, number, text
+        self.tokens = []
+        position = 0
+        for match in _TOKEN.finditer(text):
+            if match.start() != position:
+                raise _Declined
+            position = match.end()
+            name, number_, string, mark = match.groups()
+            kind = "name" if name else "number" if number_ else "string" if string else mark
+            token = name or number_ or string or mark
+            if kind == "name" and token in _KEYWORDS_OF_TEXT:
+                kind = token
+            self.tokens.append((kind, token, match.end() - len(token) + 1))
+        if text[position:].strip(" \t\f\r"):
+            raise _Declined
+        self.at = 0
+
+    def span(self, first: int, last: int) -> Span:
+        end = self.tokens[last]
+        return Span(self.source, self.number, self.tokens[first][2], self.number,
+                    end[2] + len(end[1]))
+
+    def peek(self, offset: int = 0) -> str | None:
+        index = self.at + offset
+        return self.tokens[index][0] if index < len(self.tokens) else None
+
+    def take(self, kind: str) -> str:
+        if self.peek() != kind:
+            raise _Declined
+        self.at += 1
+        return self.tokens[self.at - 1][1]
+
+    def done(self) -> None:
+        if self.at != len(self.tokens):
+            raise _Declined
+
+    # --- values ----------------------------------------------------------------------------------
+    def value(self, depth: int = 1):
+        if depth > MAX_NESTING:
+            raise _Declined
+        first, kind = self.at, self.peek()
+        if kind == "name":
+            name = self.take("name")
+            if name in _LITERAL_NAMES:
+                return _LITERAL_NAMES[name]
+            if self.peek() == ".":
+                path = [name]
+                while self.peek() == ".":
+                    self.at += 1
+                    path.append(self.take("name"))
+                return _Qualified(tuple(path), self.span(first, self.at - 1))
+            if self.peek() == "(":
+                self.at += 1
+                args = self.arguments(depth + 1)
+                self.take(")")
+                return _Constructed(name, *args, self.span(first, self.at - 1))
+            return _Ref(name, self.span(first, first))
+        if kind == "number":
+            return self.number_value(self.take("number"))
+        if kind == "string":
+            try:
+                return python_ast.literal_eval(self.take("string"))
+            except (SyntaxError, ValueError):
+                raise _Declined from None
+        if kind == "(":
+            self.at += 1
+            items = self.items(")", depth)
+            if len(items) == 1 and self.tokens[self.at - 2][0] != ",":
+                raise _Declined  # `(x)` is no tuple
+            return tuple(items)
+        if kind == "[":
+            self.at += 1
+            return self.items("]", depth)
+        if kind == "{":
+            self.at += 1
+            entries = {}
+            while self.peek() != "}":
+                key = self.value(depth + 1)
+                self.take(":")
+                try:
+                    entries[key] = self.value(depth + 1)
+                except TypeError:
+                    raise _Declined from None
+                if self.peek() != "}":
+                    self.take(",")
+            self.at += 1
+            return entries
+        raise _Declined
+
+    def items(self, close: str, depth: int) -> list:
+        items = []
+        while self.peek() != close:
+            items.append(self.value(depth + 1))
+            if self.peek() != close:
+                self.take(",")
+        self.at += 1
+        return items
+
+    def number_value(self, token: str):
+        if not re.fullmatch(r"-?\d+", token):
+            value = float(token)
+            if math.isinf(value):
+                raise _Declined
+            return value
+        if _integer_problem(token, -INT64, 2 * INT64, "") is not None:
+            raise _Declined
+        return int(token)
+
+    def arguments(self, depth: int) -> tuple[tuple, tuple]:
+        """`a, b, key=c` up to a `)`, not taken; no comma after the last."""
+        positional, keywords = [], []
+        while self.peek() != ")":
+            if self.peek() == "name" and self.peek(1) == "=":
+                name = self.take("name")
+                self.at += 1
+                keywords.append((name, self.value(depth)))
+            else:
+                positional.append(self.value(depth))
+            if self.peek() != ")":
+                self.take(",")
+                if self.peek() == ")":
+                    raise _Declined  # a comma after the last argument
+        return tuple(positional), tuple(keywords)
+
+    def dotted(self) -> tuple[str, Span]:
+        """An attribute path (`aten.add.Tensor`, `layers.0.weight`), read off the text: its
+        numbers are no tokens of their own (`0.1` would be a float)."""
+        if self.peek() != "name":
+            raise _Declined
+        first = self.at
+        start = self.tokens[first][2] - 1
+        match = _DOTTED.match(self.text, start)
+        end = match.end()
+        while self.at < len(self.tokens) and self.tokens[self.at][2] - 1 < end:
+            if self.tokens[self.at][2] - 1 + len(self.tokens[self.at][1]) > end:
+                raise _Declined  # a token runs past the path
+            self.at += 1
+        return match.group(), Span(self.source, self.number, start + 1, self.number, end + 1)
+
+    # --- types -----------------------------------------------------------------------------------
+    def type(self, depth: int = 1):
+        if depth > MAX_NESTING:
+            raise _Declined
+        first, kind = self.at, self.peek()
+        if kind == "name" and self.peek(1) == "[":
+            dtype = self.take("name")
+            self.at += 1
+            sizes = []
+            while self.peek() != "]":
+                sizes.append(self.size())
+                if self.peek() != "]":
+                    self.take(",")
+                    if self.peek() == "]":
+                        raise _Declined
+            self.at += 1
+            return _Type("tensor", (dtype, *sizes), self.span(first, self.at - 1))
+        if kind == "Sym":
+            self.at += 1
+            self.take("(")
+            size = self.size()
+            self.take(")")
+            return _Type("sym", (size,), self.span(first, self.at - 1))
+        if kind in ("(", "["):
+            self.at += 1
+            close = ")" if kind == "(" else "]"
+            parts = []
+            while self.peek() != close:
+                parts.append(self.type(depth + 1))
+                if self.peek() != close:
+                    self.take(",")
+            self.at += 1
+            if kind == "(" and len(parts) == 1 and self.tokens[self.at - 2][0] != ",":
+                raise _Declined
+            return _Type("tuple" if kind == "(" else "list", tuple(parts),
+                         self.span(first, self.at - 1))
+        if kind == "name":
+            name = self.take("name")
+            if name in _LITERAL_NAMES:
+                return _Type("literal", (_LITERAL_NAMES[name],), self.span(first, first))
+            return _Type("opaque", (name,), self.span(first, first))
+        if kind in ("number", "string"):
+            return _Type("literal", (self.value(depth),), self.span(first, first))
+        raise _Declined
+
+    def size(self):
+        """A plain size: an integer or a symbol; anything else is the grammar's."""
+        first, kind = self.at, self.peek()
+        if kind == "number":
+            token = self.take("number")
+            if not token.isdigit() or _integer_problem(token, 0, INT64, "") is not None:
+                raise _Declined
+            return ("int", int(token))
+        if kind == "name" and self.peek(1) in (",", "]", ")"):
+            name = self.take("name")
+            if name in _LITERAL_NAMES:
+                raise _Declined
+            return ("symbol", name, self.span(first, first))
+        raise _Declined
+
+
+def _read_common(source: Source):
+    """The text's sections, if every line is of a shape the reader knows; else None."""
+    sections, graph, statements, signature = [], None, [], None
+    try:
+        for number, text in enumerate(source.text.split("\n"), 1):
+            if not text.strip(" \t\f\r"):
+                continue
+            if "#" in text:
+                return None
+            if text.startswith("def ") and graph is None and signature is None:
+                graph, statements = _def_line(source, number, text), []
+            elif graph is not None and text.startswith("    return "):
+                line = _Line(source, number, text)
+                line.take("return")
+                start = line.at
+                result = line.value()
+                line.done()
+                name, span, placeholders = graph
+                end = line.span(start, line.at - 1)
+                sections.append(_Graph(name, Span(source, span.line, span.column, number,
+                                                  end.end_column),
+                                       placeholders, statements, result))
+                graph = None
+            elif graph is not None and text.startswith("    "):
+                statements.append(_statement(source, number, text))
+            elif text.startswith("signature:") and graph is None and signature is None:
+                line = _Line(source, number, text)
+                line.take("signature"), line.take(":"), line.done()
+                signature = _Signature([], line.span(0, 1))
+                sections.append(signature)
+            elif signature is not None and _SIGNATURE_SPEC.match(text):
+                signature.specs.append(_spec(source, number, text))
+                first = signature.span
+                signature.span = Span(source, first.line, first.column, number,
+                                      signature.specs[-1][5].end_column)
+            else:
+                return None
+    except _Declined:
+        return None
+    if graph is not None or not sections or not isinstance(sections[0], _Graph):
+        return None
+    return sections
+
+
+def _def_line(source: Source, number: int, text: str):
+    line = _Line(source, number, text)
+    line.take("def")
+    name, _ = line.dotted()
+    line.take("(")
+    placeholders = []
+    while line.peek() != ")":
+        first = line.at
+        placeholder = line.take("name")
+        annotation, default = None, _NONE
+        if line.peek() == ":":
+            line.at += 1
+            annotation = line.type()
+        if line.peek() == "=":
+            line.at += 1
+            default = line.value()
+        placeholders.append((placeholder, line.span(first, first), annotation, default))
+        if line.peek() != ")":
+            line.take(",")
+            if line.peek() == ")":
+                raise _Declined
+    line.take(")"), line.take(":"), line.done()
+    return name, line.span(0, 0), placeholders
+
+
+def _statement(source: Source, number: int, text: str):
+    line = _Line(source, number, text)
+    name = line.take("name")
+    name_span = line.span(0, 0)
+    annotation = None
+    if line.peek() == ":":
+        line.at += 1
+        annotation = line.type()
+    line.take("=")
+    first, kind = line.at, line.peek()
+    if kind == "get_attr":
+        line.at += 1
+        line.take("(")
+        target, _ = line.dotted()
+        line.take(")")
+        call = _Call("get_attr", target, (), (), line.span(first, line.at - 1))
+    elif kind in ("module", "method"):
+        line.at += 1
+        target = line.dotted()[0] if kind == "module" else line.take("name")
+        line.take("(")
+        args = line.arguments(1)
+        line.take(")")
+        call = _Call("call_module" if kind == "module" else "call_method", target, *args,
+                     line.span(first, line.at - 1))
+    else:
+        target, span = line.dotted()
+        line.take("(")
+        args = line.arguments(1)
+        line.take(")")
+        call = _Call("call_function", target.split("."), *args, span)
+    line.done()
+    return (name, name_span, annotation, call)
+
+
+def _spec(source: Source, number: int, text: str):
+    line = _Line(source, number, text)
+    side = line.peek()
+    line.at += 1
+    first = line.at
+    if line.peek() == "name" and line.tokens[line.at][1] not in _LITERAL_NAMES:
+        arg = _Ref(line.take("name"), line.span(first, first))
+    elif line.peek() in ("number", "string", "name"):
+        arg = line.value()
+    else:
+        raise _Declined
+    line.take(":")
+    kind_at = line.at
+    kind = line.take("name")
+    target = line.dotted()[0] if line.peek() == "name" else None
+    line.done()
+    return (side, arg, kind, line.span(kind_at, kind_at), target, line.span(0, line.at - 1))
 
 
 # --- sections -> GraphModules --------------------------------------------------------------------
