@@ -633,13 +633,13 @@ class _Line:
                 raise _Declined from None
         if kind == "(":
             self.at += 1
-            items = self.items(")", depth)
+            items = self.items(")", lambda: self.value(depth + 1))
             if len(items) == 1 and self.tokens[self.at - 2][0] != ",":
                 raise _Declined  # `(x)` is no tuple
             return tuple(items)
         if kind == "[":
             self.at += 1
-            return self.items("]", depth)
+            return self.items("]", lambda: self.value(depth + 1))
         if kind == "{":
             self.at += 1
             entries = {}
@@ -656,10 +656,11 @@ class _Line:
             return entries
         raise _Declined
 
-    def items(self, close: str, depth: int) -> list:
+    def items(self, close: str, item) -> list:
+        """`item()`s separated by commas, a comma after the last allowed, up to `close`."""
         items = []
         while self.peek() != close:
-            items.append(self.value(depth + 1))
+            items.append(item())
             if self.peek() != close:
                 self.take(",")
         self.at += 1
@@ -731,13 +732,7 @@ class _Line:
             return _Type("sym", (size,), self.span(first, self.at - 1))
         if kind in ("(", "["):
             self.at += 1
-            close = ")" if kind == "(" else "]"
-            parts = []
-            while self.peek() != close:
-                parts.append(self.type(depth + 1))
-                if self.peek() != close:
-                    self.take(",")
-            self.at += 1
+            parts = self.items(")" if kind == "(" else "]", lambda: self.type(depth + 1))
             if kind == "(" and len(parts) == 1 and self.tokens[self.at - 2][0] != ",":
                 raise _Declined
             return _Type("tuple" if kind == "(" else "list", tuple(parts),
