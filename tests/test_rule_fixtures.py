@@ -232,3 +232,26 @@ def forward(x: f32[4]):
 times_one at mul
 # the next case is about literals
 """
+
+
+def test_a_case_asking_for_a_huge_input_fails_at_its_placeholder_and_allocates_nothing(tmp_path):
+    huge = tmp_path / "huge.fxt"
+    huge.write_text("# --- case: nine sizes of 8 make 134 million elements\n"
+                    "def forward(x: f32[4], y: f32[" + "*".join(["s0"] * 9) + "]):\n"
+                    "    return (x, y)\n"
+                    "# --- expect: unchanged\n")
+    result = engine_test("rules/algebra.rw", str(huge))
+    assert result.returncode == 1, result.stderr
+    assert (f"{huge}:2:24: the input `y` would have 134217728 elements; a case runs on inputs "
+            "of at most 67108864: make it smaller or mark the case `# --- no run`") in result.stdout
+    assert "1 failed" in result.stdout
+
+
+def test_a_fixture_that_is_not_utf8_is_told_at_its_first_bad_byte(tmp_path):
+    from engine.tools.ruletest import FixtureError
+
+    latin = tmp_path / "latin.fxt"
+    latin.write_bytes("# --- case: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(FixtureError) as caught:
+        read_fixture(latin)
+    assert str(caught.value).startswith(f"{latin}:1:16: error: the file is not UTF-8 text")

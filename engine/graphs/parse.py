@@ -29,14 +29,13 @@ from __future__ import annotations
 import ast as python_ast
 import inspect
 import keyword
+import math
 import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
-import math
 
 import lark
 import sympy
