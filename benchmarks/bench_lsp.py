@@ -7,7 +7,10 @@ with a mistake added (`use torch.ops.aten.nope`) and the file as it is, so that 
 is a real check of the file and its includes; each answer is checked (one diagnostic, at the
 added line; then none) before the times are printed. Prints, for each file and for the edits
 that leave it as it is, those that leave the mistake, and both, the median, 90th percentile and
-largest round trip in milliseconds and whether the median is under the 50 ms target.
+largest round trip in milliseconds and whether the median is under the 50 ms target. Then a
+burst (`--burst N` edits of one document sent at once: the time to the newest text's
+diagnostics, and how many publishes came) and a large document (`--large N` rules: the time
+to a hover on another document, answered while it is checked, and to its diagnostics).
 
     .venv/bin/python benchmarks/bench_lsp.py [--files rules/export.rw ...] [--changes 200]
 """
@@ -36,9 +39,12 @@ class Timer:
     def __init__(self):
         self.client = LanguageClient("bench-lsp", "v1")
         self.waiting: dict[str, asyncio.Future] = {}
+        self.publishes: dict[str, int] = {}  # by URI, after its open
 
         @self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
         def published(params: types.PublishDiagnosticsParams) -> None:
+            if params.uri in self.publishes:
+                self.publishes[params.uri] += 1
             future = self.waiting.pop(params.uri, None)
             if future is not None and not future.done():
                 future.set_result(list(params.diagnostics))
@@ -98,7 +104,51 @@ async def time_file(timer: Timer, path: Path, warmup: int,
     return seconds
 
 
-async def run(files: list[Path], warmup: int, changes: int) -> None:
+async def burst(timer: Timer, edits: int) -> tuple[float, int]:
+    """`edits` changes sent at once: seconds to the diagnostics of the newest, and how many
+    publishes came for the document (one: the server checks a burst once)."""
+    uri = "untitled:burst"
+    await timer.open(uri, "use torch.ops.aten.add\n")
+    counted = []
+    timer.publishes[uri] = 0
+    start = time.perf_counter()
+    for version in range(2, 2 + edits):
+        last = version == 1 + edits
+        future = asyncio.get_running_loop().create_future() if last else None
+        if last:
+            timer.waiting[uri] = future
+        timer.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            types.VersionedTextDocumentIdentifier(version=version, uri=uri),
+            [types.TextDocumentContentChangeWholeDocument(
+                f"use torch.ops.aten.add\nuse torch.ops.aten.nope{version}\n")]))
+    diagnostics = await asyncio.wait_for(future, 120)
+    took = time.perf_counter() - start
+    assert [d.message for d in diagnostics] == [f"`torch.ops.aten` has no `nope{1 + edits}`"]
+    return took, timer.publishes.get(uri, 0)
+
+
+async def large(timer: Timer, rules: int) -> tuple[float, float]:
+    """A document of `rules` rules opened, then a hover on another: seconds to the hover's
+    answer and to the large document's diagnostics."""
+    small, big = "untitled:small", "untitled:large"
+    await timer.open(small, "use torch.ops.aten.add\n")
+    text = "use torch.ops.aten.add\n\n" + "".join(
+        f"rule r{i}:\n    match add($x, $y)\n    replace with add($y, $x)\n\n"
+        for i in range(rules))
+    future = asyncio.get_running_loop().create_future()
+    timer.waiting[big] = future
+    start = time.perf_counter()
+    timer.client.text_document_did_open(types.DidOpenTextDocumentParams(
+        types.TextDocumentItem(big, "rw", 1, text)))
+    hovered = await timer.client.text_document_hover_async(types.HoverParams(
+        types.TextDocumentIdentifier(small), types.Position(0, 20)))
+    answered = time.perf_counter() - start
+    assert hovered is not None and await asyncio.wait_for(future, 600) == []
+    return answered, time.perf_counter() - start
+
+
+async def run(files: list[Path], warmup: int, changes: int, edits: int = 0,
+              rules: int = 0) -> None:
     timer = Timer()
     await timer.start()
     print(f"{'file':<20} {'lines':>5} {'edit leaves':<11} {'changes':>7} {'median ms':>9} "
@@ -113,6 +163,16 @@ async def run(files: list[Path], warmup: int, changes: int) -> None:
                 print(f"{str(path):<20} {lines:>5} {kind:<11} {len(seconds):>7} {median:>9.2f} "
                       f"{p90:>7.2f} {seconds[-1] * 1000:>7.2f}  "
                       f"{'yes' if median < TARGET_MS else 'NO'}", flush=True)
+        if edits:
+            took, publishes = await burst(timer, edits)
+            print(f"burst: {edits} edits sent at once: the newest text's diagnostics after "
+                  f"{took * 1000:.0f} ms, {publishes} publish(es) for the document after its "
+                  "open", flush=True)
+        if rules:
+            answered, checked = await large(timer, rules)
+            print(f"large: a document of {rules} rules opened: a hover on another document "
+                  f"answered after {answered * 1000:.0f} ms, the large one's diagnostics after "
+                  f"{checked * 1000:.0f} ms", flush=True)
     finally:
         await timer.stop()
 
@@ -123,8 +183,12 @@ def main() -> None:
                         default=[Path("rules/export.rw"), Path("rules/attention.rw")])
     parser.add_argument("--changes", type=int, default=200, help="timed round trips a file")
     parser.add_argument("--warmup", type=int, default=20, help="untimed round trips first")
+    parser.add_argument("--burst", type=int, default=1000, help="edits sent at once (0: none)")
+    parser.add_argument("--large", type=int, default=3000,
+                        help="rules of the large document (0: none)")
     options = parser.parse_args()
-    asyncio.run(run(options.files, options.warmup, options.changes))
+    asyncio.run(run(options.files, options.warmup, options.changes, options.burst,
+                    options.large))
 
 
 if __name__ == "__main__":

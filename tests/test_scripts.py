@@ -51,11 +51,14 @@ def test_bench_export_prints_export_times_with_torchs_passes_and_ours():
 
 def test_bench_lsp_prints_diagnostics_round_trips_from_the_server_process():
     lines = run(sys.executable, "benchmarks/bench_lsp.py", "--files", "rules/export.rw",
-                "--changes", "4", "--warmup", "2")
+                "--changes", "4", "--warmup", "2", "--burst", "30", "--large", "40")
     assert lines[0].split()[:2] == ["file", "lines"]
-    rows = [line.split() for line in lines[1:]]
+    rows = [line.split() for line in lines[1:4]]
     assert [row[0] for row in rows] == ["rules/export.rw"] * 3
     assert all(row[-1] in ("yes", "NO") and float(row[-3]) > 0 for row in rows)
+    assert lines[4].startswith("burst: 30 edits sent at once: ")
+    assert lines[4].endswith(", 1 publish(es) for the document after its open")
+    assert lines[5].startswith("large: a document of 40 rules opened: a hover on another ")
 
 
 STAND_IN = '''

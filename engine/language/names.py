@@ -127,25 +127,28 @@ def forget_op_names() -> None:
 def all_op_names() -> list[str]:
     """Every op the dispatcher knows, `namespace::name.overload`, as of this check."""
     global _op_names
-    if _op_names is None:
-        _op_names = torch._C._dispatch_get_all_op_names()
-    return _op_names
+    names = _op_names  # read once: the language server's worker may forget them meanwhile
+    if names is None:
+        names = _op_names = torch._C._dispatch_get_all_op_names()
+    return names
 
 
 def _op_suggestions(namespace: str) -> Suggestions:
-    if namespace not in _suggestions:
+    index = _suggestions.get(namespace)
+    if index is None:
         prefix = f"{namespace}::"
-        _suggestions[namespace] = Suggestions(
+        index = _suggestions[namespace] = Suggestions(
             name[len(prefix):].split(".")[0] for name in all_op_names()
             if name.startswith(prefix))
-    return _suggestions[namespace]
+    return index
 
 
 def _namespaces() -> list[str]:
-    if "" not in _suggestions:  # kept beside the suggestions, forgotten with them
-        _suggestions[""] = sorted({name.split("::")[0] for name in all_op_names()}
-                                  | {"higher_order"})
-    return _suggestions[""]
+    namespaces = _suggestions.get("")  # kept beside the suggestions, forgotten with them
+    if namespaces is None:
+        namespaces = _suggestions[""] = sorted(
+            {name.split("::")[0] for name in all_op_names()} | {"higher_order"})
+    return namespaces
 
 
 def _kind(dotted: str, value: object) -> str:

@@ -1,7 +1,8 @@
 """The language server for rule files: `engine lsp`, the Language Server Protocol on stdio.
 
-Input: an editor's messages (pygls reads and writes the JSON-RPC): documents opened and edited,
-and requests at positions in them. Output: diagnostics on open and on every change (the checker
+Input: an editor's messages (`engine.tools.lsp_io` reads them, pygls decodes and answers):
+documents opened and edited, and requests at positions in them. Output: diagnostics after
+every change, once a burst of them is over (the checker
 of `engine check`, its messages, every one at once; includes read relative to the file, from
 the editor where it holds them open, else from disk, under `engine.language.load`'s rules of
 what an include may read: a refused file is an error at the `include`, and nothing of it is
@@ -362,36 +363,75 @@ class RulesServer(LanguageServer):
         super().__init__(SERVER_NAME, "0.1.0")
         self.results: dict[str, CheckResult] = {}  # by the path of the open document
         self.published: dict[str, list[types.Diagnostic]] = {}  # by path, what the editor shows
+        self.due: dict[str, None] = {}  # roots to check (in order), when no message waits
+        self.heard: set[str] = set()  # paths whose diagnostics are published after their check
+        self.unpublished = False  # a document closed since the last publish
 
     def open_texts(self) -> dict[str, str]:
         return {load.file_key(uri_path(uri)): document.source
                 for uri, document in self.workspace.text_documents.items()}
 
     def recheck(self, uri: str) -> None:
-        """Check the changed document and every open one that reached it, then publish what
-        changed (and always the changed document's, so that the editor hears back)."""
+        """The changed document and every open one that reached it are due for a check; after
+        it, what changed is published (and always the changed document's, so that the editor
+        hears back). `engine.tools.lsp_io` runs due checks when no message waits."""
         path = uri_path(uri)
-        self._check_reaching(path)
-        self.publish(always=path)
+        self._mark_reaching(path)
+        self.heard.add(path)
 
     def forget(self, uri: str) -> None:
         """A closed document: no longer a root, and read from the disk again by the open
         documents that include it."""
         path = uri_path(uri)
         self.results.pop(path, None)
-        self._check_reaching(path)
-        self.publish()
+        self.due.pop(path, None)
+        self._mark_reaching(path)
+        self.due.pop(path, None)
+        self.unpublished = True  # its diagnostics go, after the checks that include it
 
-    def _check_reaching(self, path: str) -> None:
-        open_texts = self.open_texts()  # pygls has applied the change (or the close) already
+    def _mark_reaching(self, path: str) -> None:
         stale = {path} | {root for root, result in self.results.items()
                           if path in map(os.path.normpath, result.sources)}
-        for root in stale:
+        for root in sorted(stale):
+            self.due[root] = None
+
+    def due_paths(self) -> set[str]:
+        return set(self.due)
+
+    def take_due(self, running: set[str]):
+        """(path, check) for each due root not being checked: its text and the open texts as
+        they are now (pygls has applied the changes), the check to run on a worker."""
+        if not self.due:
+            return []
+        open_texts = self.open_texts()
+        taken = []
+        for root in [root for root in self.due if root not in running]:
+            del self.due[root]
             text = open_texts.get(load.file_key(root))
             if text is not None:
-                self.results[root] = check_document(root, text, open_texts)
+                taken.append((root, functools.partial(check_document, root, text, open_texts)))
+        return taken
 
-    def publish(self, always: str | None = None) -> None:
+    def checked(self, path: str, result: CheckResult | None) -> None:
+        """A check's result, kept if its document is still open; `settled` publishes."""
+        if result is not None and path in map(uri_path, self.workspace.text_documents):
+            self.results[path] = result
+
+    def settled(self) -> None:
+        """Every due check has run: publish what changed, once, and always the diagnostics of
+        the documents edited since (so that the editor hears back)."""
+        if self.heard or self.unpublished:
+            self.publish(always=self.heard)
+            self.heard, self.unpublished = set(), False
+
+    def request_paths(self, message) -> set[str]:
+        """The document a request asks about, whose due check it waits for."""
+        params = getattr(message, "params", None)
+        document = getattr(params, "text_document", None)
+        uri = getattr(document, "uri", None)
+        return {uri_path(uri)} if uri is not None and hasattr(message, "id") else set()
+
+    def publish(self, always: set[str] = frozenset()) -> None:
         merged: dict[str, list[types.Diagnostic]] = {}
         for result in self.results.values():
             for path, diagnostics in diagnostics_by_path(result, self.workspace.position_codec
@@ -401,17 +441,20 @@ class RulesServer(LanguageServer):
                 known += [d for d in diagnostics if d not in known]
         for path in set(self.published) | set(merged):
             diagnostics = merged.get(path, [])
-            if diagnostics != self.published.get(path, []) or path == always:
+            if diagnostics != self.published.get(path, []) or path in always:
                 self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
                     uri=path_uri(path), diagnostics=diagnostics))
             self.published[path] = diagnostics
 
     def at(self, uri: str, position: types.Position) -> tuple[CheckResult | None, str, int, int]:
-        """The open document's last result, its path, and the position as a span's."""
+        """The open document's last result, its path, and the position as a span's; no result
+        for a document that is not open (its path is never read)."""
         path = uri_path(uri)
-        text = self.workspace.get_text_document(uri).source
-        line, column = span_position(text, position, self.workspace.position_codec)
-        return self.results.get(path), path, line, column
+        document = self.workspace.text_documents.get(uri)
+        if document is None or path not in self.results:
+            return None, path, 0, 0
+        line, column = span_position(document.source, position, self.workspace.position_codec)
+        return self.results[path], path, line, column
 
 
 def build_server() -> RulesServer:
@@ -445,7 +488,7 @@ def build_server() -> RulesServer:
         result, path, line, column = ls.at(params.text_document.uri, params.position)
         if result is None:
             return None
-        text = ls.workspace.get_text_document(params.text_document.uri).source
+        text = ls.workspace.text_documents[params.text_document.uri].source
         return types.CompletionList(is_incomplete=False, items=completions_at(
             result, path, text, line, column, ls.workspace.position_codec))
 
@@ -459,10 +502,23 @@ def build_server() -> RulesServer:
 
 
 def serve() -> None:
-    """Speak LSP on stdin and stdout until the editor says exit."""
+    """Speak LSP on stdin and stdout until the editor says exit or goes away
+    (`engine.tools.lsp_io`: framing, coalesced checks on a worker)."""
+    import sys
+
+    from .lsp_io import Connection
+
     server = build_server()
     warm_up()
-    server.start_io()
+    code = 0
+    try:
+        Connection(server, sys.stdin.buffer, sys.stdout.buffer).serve()
+    except SystemExit as exit_:  # `exit`: 0 after `shutdown`, else 1 (pygls decides)
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    sys.stdout.flush()
+    # At once: the reader thread holds stdin's lock, and a check may be running; an
+    # interpreter shutting down would wait for neither, and abort on the lock.
+    os._exit(code)
 
 
 def warm_up() -> None:
