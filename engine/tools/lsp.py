@@ -398,14 +398,14 @@ class RulesServer(LanguageServer):
     def due_paths(self) -> set[str]:
         return set(self.due)
 
-    def take_due(self, running: set[str]):
-        """(path, check) for each due root not being checked: its text and the open texts as
-        they are now (pygls has applied the changes), the check to run on a worker."""
+    def take_due(self):
+        """(path, check) for each due root: its text and the open texts as they are now (pygls
+        has applied the changes), the check to run on a worker."""
         if not self.due:
             return []
         open_texts = self.open_texts()
         taken = []
-        for root in [root for root in self.due if root not in running]:
+        for root in list(self.due):
             del self.due[root]
             text = open_texts.get(load.file_key(root))
             if text is not None:

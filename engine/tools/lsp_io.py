@@ -17,8 +17,9 @@ burst of edits is checked edit by edit and a large document blocks every request
 - Checks: an edit marks its document due; nothing is checked while more messages wait, so a
   burst of a thousand edits is checked once, on its newest text (the older texts' checks never
   start: they are the cancelled ones). Checks run on a worker thread, one after another, so
-  that requests on other documents are answered meanwhile; a request on a document whose check is due or running
-  waits for that check, so an answer never comes from an older text than the request saw.
+  that requests on other documents are answered meanwhile; a request on a document whose
+  check is due or running waits for it, so an answer never comes from an older text than the
+  request saw.
 - The end: when stdin ends (the editor is gone) or after `exit`, the server stops at once, a
   check running or not.
 """
@@ -32,8 +33,7 @@ import re
 import threading
 from typing import BinaryIO, Callable
 
-from lsprotocol import types
-from pygls.exceptions import (JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError)
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Connection:
         what fell due meanwhile waits for it: one worker, so that checks never race)."""
         if self.running:
             return
-        jobs = self.server.take_due(self.running)
+        jobs = self.server.take_due()
         if jobs:
             self.running.update(path for path, _ in jobs)
             threading.Thread(target=self.run_checks, args=(jobs,), daemon=True,
