@@ -114,3 +114,26 @@ def test_unclosed_region_in_a_real_model_points_at_the_model_source():
         RULES.apply_program(program)
     assert f"from {__file__}:" in str(caught.value)
     assert '_enter_autocast("cpu", torch.bfloat16, True, False)' in str(caught.value)
+
+
+def _nested_autocast(depth: int) -> torch.fx.GraphModule:
+    lines, value = ["def forward(x: f32[4]):"], "x"
+    for level in range(depth):
+        lines.append(f"    e{level}: None = torch.amp.autocast_mode._enter_autocast("
+                     "'cpu', torch.bfloat16, True, False)")
+        lines.append(f"    s{level}: f32[4] = aten.sin.default({value})")
+        value = f"s{level}"
+    lines += [f"    x{level}: None = torch.amp.autocast_mode._exit_autocast(e{level})"
+              for level in reversed(range(depth))]
+    return engine.parse_graph("\n".join(lines + [f"    return ({value},)"]) + "\n")
+
+
+def test_regions_nest_a_hundred_deep_and_deeper_is_one_located_error():
+    module, _ = RULES.apply(_nested_autocast(100))
+    text = engine.dump(module)
+    assert text.count("higher_order.wrap_with_autocast(") == 100
+    for depth in (101, 10_000):
+        message = _apply_expecting_error(_nested_autocast(depth))
+        assert message.splitlines()[0] == ("error: `e100` opens a region 101 deep: regions and "
+                                           "segments nest at most 100 deep")
+        assert message.count("error:") == 1

@@ -149,6 +149,9 @@ class Segment(_Structure):
 
 
 Item = Union[torch.fx.Node, Region, Segment]
+# Regions inside regions become submodules inside submodules, built and run by recursion (as
+# torch's passes build them): past this depth, a located error rather than Python's stack.
+MAX_DEPTH = 100
 
 
 def _nodes(items: list[Item]) -> Iterator[torch.fx.Node]:
@@ -289,6 +292,10 @@ class _Scanner:
                     continue
                 kind = index.by_opener.get(target)
                 if kind is not None:
+                    if len(self.stack) == MAX_DEPTH:
+                        self.problems.append(Problem(
+                            f"`{node.name}` opens a region {MAX_DEPTH + 1} deep: regions and "
+                            f"segments nest at most {MAX_DEPTH} deep", (node,)))
                     bracket = Bracket(kind, node, _candidates(kind.rules, node))
                     self.stack.append(_OpenBracket(bracket, first=True))
                     continue
@@ -373,13 +380,17 @@ class _Scanner:
         self.items().append(Region(bracket, frame.first, True, frame.items))
 
     def _bracket_closed_by(self, kind: BracketKind, closer: torch.fx.Node) -> int | None:
-        """Index in the stack of the bracket this closer ends, or None."""
-        depths = [d for d, frame in enumerate(self.stack)
-                  if isinstance(frame, _OpenBracket) and frame.bracket.kind is kind]
-        if kind.link is None:
-            return depths[-1] if depths else None
-        opened = closer.args[kind.link] if len(closer.args) > kind.link else None
-        return next((d for d in reversed(depths) if self.stack[d].bracket.opener is opened), None)
+        """Index in the stack of the bracket this closer ends, or None: the innermost of its
+        kind (that its link names), searched from the top, so a well-nested closer costs one
+        look however deep it is."""
+        linked = kind.link is not None
+        opened = closer.args[kind.link] if linked and len(closer.args) > kind.link else None
+        for depth in range(len(self.stack) - 1, -1, -1):
+            frame = self.stack[depth]
+            if (isinstance(frame, _OpenBracket) and frame.bracket.kind is kind
+                    and (not linked or frame.bracket.opener is opened)):
+                return depth
+        return None
 
     def _check_marker_users(self, marker, candidates, allowed) -> None:
         """A marker that a rule removes may only be used by its own closer."""
