@@ -45,7 +45,7 @@ def rules(text: str) -> engine.RuleSet:
 
 def decided(rule_text: str, gm: torch.fx.GraphModule) -> decide.DagPass:
     ruleset = rules(rule_text)
-    return decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", Evaluator())
+    return decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", Evaluator(), every_rejection=True)
 
 
 def names(nodes) -> set[str]:
@@ -549,3 +549,40 @@ def test_apply_program_runs_torchs_verifier_on_the_result():
                                                 "verifier: .*matmul"):
         rules.apply_program(program)
     assert rules.apply(program.graph_module)[0] is not program.graph_module  # a graph module
+
+
+# --- rules written alike: one structural match, runs passed over where their first guard fails
+ALIKE = "".join(f"rule never_{i}:\n    match $f($x)\n    where dtype($x) == torch.float16 and "
+                f"rank($x) == {i}\n    erase\n\n" for i in range(5)) + """
+rule later_guard_fails:
+    match $f($x)
+    where dtype($x) == float32 and rank($x) == 7
+    erase
+
+rule same_first_guard_holds:
+    match $f($x)
+    where dtype($x) == float32 and rank($x) == 2
+    replace with neg($x)
+
+rule never_reached:
+    match $f($x)
+    replace with exp($x)
+"""
+
+
+def test_rules_written_alike_decide_as_each_tried_in_turn():
+    gm, _ = chain(aten.sin.default, aten.relu.default)
+    ruleset = rules(ALIKE)
+    fast = decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", Evaluator())
+    each = decide.decide_dag_pass(gm, ruleset.dags, CONTEXT, "", Evaluator(), every_rejection=True)
+    chosen = [(d.rule.name, d.roots[0].name) for d in fast.decisions]
+    assert chosen == [(d.rule.name, d.roots[0].name) for d in each.decisions]
+    assert chosen == [("same_first_guard_holds", "sin_default"),
+                      ("same_first_guard_holds", "relu_default")]
+    # Tried in turn, each rule before the one that applies is rejected at its guard there.
+    assert [r.rule.name for r in each.rejections if r.node.name == "sin_default"] == [
+        *(f"never_{i}" for i in range(5)), "later_guard_fails"]
+    # The index groups the five `never_` rules in one run, and the next two in another.
+    candidates = ruleset.dags.candidates(next(iter(gm.graph.find_nodes(
+        op="call_function", target=aten.sin.default))))
+    assert candidates.skip[:8] == [5, 5, 5, 5, 5, 7, 7, 8]

@@ -110,3 +110,16 @@ def test_the_line_reader_reads_what_the_grammar_reads():
         read += 1
         assert fast == _grammar_sections(source), text
     assert read > len(corpus()) and declined > MUTANTS // 4
+
+
+def test_a_dtype_written_as_a_number_is_refused_before_torch_reads_it_unchecked():
+    """The nightly fuzz's `aten.to.dtype(x, -2)`: run, torch reads -2 as a dtype's index and
+    the process dies (a segmentation fault), so the text is told where it says it."""
+    text = ("def forward(x: f32[2, 3]):\n    y: f32[2, 3] = aten.to.dtype(x, -2)\n"
+            "    z: f32[2] = aten.empty.memory_format([2], dtype=torch.float32, layout=0)\n"
+            "    return (y, z)\n")
+    with pytest.raises(engine.GraphTextError) as caught:
+        engine.parse_graph(text, "dtype.fxg")
+    assert [(d.span.line, d.message) for d in caught.value.diagnostics] == [
+        (2, "`aten.to.dtype`'s `dtype` takes a dtype (`torch.float32`), not -2"),
+        (3, "`aten.empty.memory_format`'s `layout` takes a layout (`torch.strided`), not 0")]

@@ -243,7 +243,7 @@ def test_a_case_asking_for_a_huge_input_fails_at_its_placeholder_and_allocates_n
     result = engine_test("rules/algebra.rw", str(huge))
     assert result.returncode == 1, result.stderr
     assert (f"{huge}:2:24: the input `y` would have 134217728 elements; a case runs on inputs "
-            "of at most 67108864: make it smaller or mark the case `# --- no run`") in result.stdout
+            "of at most 4194304: make it smaller or mark the case `# --- no run`") in result.stdout
     assert "1 failed" in result.stdout
 
 

@@ -33,6 +33,14 @@ def test_bench_graph_text_prints_time_and_memory_against_torch_fx():
     assert row[0] == "302" and row[-2].endswith("x") and row[-1].endswith("x")
 
 
+def test_bench_rule_sets_prints_each_set_against_twenty_rules():
+    lines = run(sys.executable, "benchmarks/bench_rule_sets.py", "--nodes", "50", "--rules",
+                "40", "--runs", "1")
+    assert lines[-5].split()[:2] == ["rule", "set"]
+    assert [line.split()[0] for line in lines[-4:]] == ["21", "40", "40", "40"]
+    assert all(line.endswith("x") for line in lines[-4:])
+
+
 def test_bench_hop_passes_prints_each_pass_against_torchs():
     lines = run(sys.executable, "benchmarks/bench_hop_passes.py", "--links", "3",
                 "--torch-max", "3")

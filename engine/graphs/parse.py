@@ -101,6 +101,36 @@ def _method_problem(name: str, args: tuple, modules: set) -> str | None:
     return None
 
 
+_ENUMS = {"ScalarType": (torch.dtype, "a dtype (`torch.float32`)"),
+          "Layout": (torch.layout, "a layout (`torch.strided`)"),
+          "MemoryFormat": (torch.memory_format, "a memory format (`torch.contiguous_format`)")}
+
+
+def _enum_problem(op, args: tuple, kwargs: dict) -> str | None:
+    """A dtype, layout or memory format argument written as a number or a string: torch reads
+    the number as the enum's index unchecked (`aten.to.dtype(x, -2)` kills the process when it
+    runs), so a graph text must name it (`torch.float32`)."""
+    if not isinstance(op, OpOverload):
+        return None
+    for index, name, kind, kwarg_only in _enum_arguments(op):
+        value = args[index] if index < len(args) and not kwarg_only else kwargs.get(name)
+        if value is not None and not isinstance(value, (torch.fx.Node, _ENUMS[kind][0])):
+            return f"`{op}`'s `{name}` takes {_ENUMS[kind][1]}, not {format_value(value)}"
+    return None
+
+
+@lru_cache(maxsize=None)
+def _enum_arguments(op: OpOverload) -> tuple:
+    """(index, name, enum, keyword-only) of each of the op's dtype, layout and memory format
+    arguments: read off the schema once an op."""
+    found = []
+    for index, argument in enumerate(op._schema.arguments):
+        kind = str(argument.real_type).removeprefix("Optional[").removesuffix("]")
+        if kind in _ENUMS:
+            found.append((index, argument.name, kind, argument.kwarg_only))
+    return tuple(found)
+
+
 def _getattr_problem(args: tuple, kwargs: dict, modules: set) -> str | None:
     if (len(args) != 2 or kwargs or not isinstance(args[0], torch.fx.Node)
             or not isinstance(args[1], str)):
@@ -1001,7 +1031,7 @@ class _Builder:
             key = (target, len(args), frozenset(kwargs))
             if key not in self.calls:
                 self.calls[key] = check_call(target, len(args), False, set(kwargs))
-            problem = self.calls[key]
+            problem = self.calls[key] or _enum_problem(target, args, kwargs)
         else:
             problem = _signature_problem(target, len(args), set(kwargs))
         if problem is not None:

@@ -45,6 +45,11 @@ def _pattern(pattern) -> str:
     return f"{binder}{_arg(pattern.opener)} ... {_arg(pattern.closer)}"
 
 
+def describe_pattern(pattern) -> str:
+    """One pattern (a call, a variable, alternatives) as the language writes it."""
+    return _arg(pattern)
+
+
 def _action(rule: checked.Rule) -> str:
     action = rule.action
     if isinstance(action, checked.Outline):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch.fx
 
 from ..language import checked
+from ..language.describe import describe_condition, describe_pattern
 from ..language.names import op_key
 from .match import Matcher, compile_node, compile_value
 
@@ -34,6 +35,34 @@ class CompiledDagRule:
     rule: checked.Rule
     roots: tuple[_Root, ...]
     template_vars: tuple[str, ...]  # the variables its templates use, looked up once
+    # Rules of one file whose one root is written alike match alike: the structural match at
+    # a node is found once for them all (None: several roots, matched against what is taken).
+    shape: tuple[str, str] | None = None
+    first_guard: str | None = None  # its first `where` condition, as written
+
+
+class Candidates(list):
+    """The rules whose first root could match at a target, in file order, and for each the
+    index just past its run: the rules after it of the same shape and first guard, which fail
+    at a node wherever it fails structurally or at that guard."""
+
+    def __init__(self, rules=()):
+        super().__init__(rules)
+        self.skip: list[int] = []
+
+    def runs(self) -> None:
+        self.skip = [0] * len(self)
+        for index in range(len(self) - 1, -1, -1):
+            rule = self[index]
+            if index + 1 < len(self) and rule.shape is not None and _same_run(rule,
+                                                                               self[index + 1]):
+                self.skip[index] = self.skip[index + 1]
+            else:
+                self.skip[index] = index + 1
+
+
+def _same_run(first: CompiledDagRule, second: CompiledDagRule) -> bool:
+    return first.shape == second.shape and first.first_guard == second.first_guard
 
 
 @dataclass
@@ -56,23 +85,25 @@ class DagIndex:
 
     def __init__(self, rules: list[checked.Rule]):
         self.rules = [rule for rule in rules if rule.is_dag]
-        self.by_target: dict[object, list[CompiledDagRule]] = {}
+        self.by_target: dict[object, Candidates] = {}
         order = {}
         for rule in self.rules:
             compiled = _compile(rule)
             order[compiled] = len(order)
             for key in _root_keys(rule.pattern.roots[0][1]):
-                entries = self.by_target.setdefault(key, [])
+                entries = self.by_target.setdefault(key, Candidates())
                 if compiled not in entries:
                     entries.append(compiled)
         # Rules rooted at `$f(...)` are tried at every function call, in file order among the
         # others; a rule set without them pays nothing for them.
-        self.any_op: list[CompiledDagRule] | None = self.by_target.pop(_ANY_OP, None)
+        self.any_op: Candidates | None = self.by_target.pop(_ANY_OP, None)
         if self.any_op:
             for key, entries in self.by_target.items():
                 if not (isinstance(key, tuple) and key[0] == "call_method"):
                     entries.extend(self.any_op)
                     entries.sort(key=order.__getitem__)
+        for entries in (*self.by_target.values(), self.any_op or Candidates()):
+            entries.runs()
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -82,7 +113,7 @@ class DagIndex:
         return next(c for entries in (*self.by_target.values(), self.any_op or ())
                     for c in entries if c.rule is rule)
 
-    def candidates(self, node: torch.fx.Node) -> list[CompiledDagRule] | None:
+    def candidates(self, node: torch.fx.Node) -> Candidates | None:
         """The rules whose first root could match the node, in file order; None if no rule's."""
         op = node.op
         if op == "call_function":
@@ -102,7 +133,12 @@ def _compile(rule: checked.Rule) -> CompiledDagRule:
     if isinstance(rule.action, checked.Replace):
         for _, template in rule.action.replacements:
             used.update((use.name, None) for use in checked.template_uses(template))
-    return CompiledDagRule(rule, tuple(roots), tuple(used))
+    shape = first_guard = None
+    if len(rule.pattern.roots) == 1:  # written alike in one file: the same `use` names
+        name, pattern = rule.pattern.roots[0]
+        shape = (rule.span.source.path, f"{name} = {describe_pattern(pattern)}")
+        first_guard = describe_condition(rule.guards[0]) if rule.guards else None
+    return CompiledDagRule(rule, tuple(roots), tuple(used), shape, first_guard)
 
 
 def _compile_root(pattern) -> Matcher:

@@ -27,6 +27,8 @@ uses. An accepted match has a closed footprint:
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import torch
@@ -219,21 +221,43 @@ class DagPass:
 
 
 def decide_dag_pass(module: torch.fx.GraphModule, index: DagIndex, context: Context,
-                    path: str, evaluator: Evaluator) -> DagPass:
-    """The matches one pass over the graph applies, each with its footprint and its plan."""
+                    path: str, evaluator: Evaluator, every_rejection: bool = False) -> DagPass:
+    """The matches one pass over the graph applies, each with its footprint and its plan.
+
+    At a node, rules of one shape (one root, written alike in one file) share the structural
+    match, found once; and a run of them that also begin with the same guard is passed over
+    as a whole where that guard fails: 2,000 rules `$f($x, $y) where dtype($x) == ... and ...`
+    cost one match and one guard a node. With `every_rejection` (`engine explain`), each rule
+    is tried and each rejection kept."""
     result = DagPass()
     taken: set[torch.fx.Node] = set()
     for node in module.graph.nodes:
         candidates = index.candidates(node)
         if candidates is None or node in taken:
             continue
-        for compiled in candidates:
-            found = match_at(compiled, node, taken)
+        shapes: dict = {}  # shape -> its structural match here, or None
+        position, count = 0, len(candidates)
+        while position < count:
+            compiled = candidates[position]
+            shape = compiled.shape
+            if shape is None:
+                found = match_at(compiled, node, taken)
+            elif shape in shapes:
+                found = shapes[shape] and dataclasses.replace(shapes[shape], compiled=compiled)
+            else:
+                found = shapes[shape] = match_at(compiled, node, taken)
             if found is None:
+                position = position + 1 if every_rejection else candidates.skip[position]
                 continue
             verdict = _footprint(found, taken, context)
             if isinstance(verdict, Rejection):
-                result.rejections.append(verdict)
+                if every_rejection:
+                    result.rejections.append(verdict)
+                elif verdict.guard is not None and compiled.rule.guards and \
+                        verdict.guard is compiled.rule.guards[0]:
+                    position = candidates.skip[position]  # the run's first guard fails
+                    continue
+                position += 1
                 continue
             result.decisions.append(verdict)
             taken.update(verdict.roots)

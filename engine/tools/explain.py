@@ -168,7 +168,8 @@ def _dags(rules, module, path, context, contexts, chosen, node_name, all_nodes, 
               contexts.get(id(child), context), contexts, chosen, node_name, all_nodes, found,
               seen)
     dag_rules = [r for r in chosen if r.is_dag]
-    decided = decide_dag_pass(module, rules.dags, context, path, Evaluator())
+    decided = decide_dag_pass(module, rules.dags, context, path, Evaluator(),
+                              every_rejection=True)
     for node in module.graph.nodes:
         if node_name is not None and node.name != node_name:
             continue
