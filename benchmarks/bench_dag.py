@@ -40,19 +40,28 @@ def replacement(a, b):
     return aten.clamp_min.default(aten.add.Tensor(a, b), 0)
 
 
-def chain(occurrences: int) -> torch.fx.GraphModule:
+Y = "y"  # in a step's arguments: the second input
+
+
+def chain_of(steps, nodes: int) -> torch.fx.GraphModule:
+    """x, y -> the steps applied in turn to the running value, `nodes` of them: each step an op
+    and its arguments after that value (`Y` for the input y); every value a fake f32[8, 8]."""
     with FakeTensorMode():
         value = torch.empty(8, 8)
     graph = torch.fx.Graph()
     x, y = graph.placeholder("x"), graph.placeholder("y")
     x.meta["val"] = y.meta["val"] = value
-    for _ in range(occurrences):
-        for op, args in ((aten.add.Tensor, (x, y)), (aten.relu.default, None),
-                         (aten.mul.Tensor, None)):
-            x = graph.call_function(op, args or ((x,) if op is aten.relu.default else (x, 2.0)))
-            x.meta["val"] = value
+    for index in range(nodes):
+        op, rest = steps[index % len(steps)]
+        x = graph.call_function(op, (x, *(y if arg is Y else arg for arg in rest)))
+        x.meta["val"] = value
     graph.output((x,))
     return torch.fx.GraphModule(torch.nn.Module(), graph)
+
+
+def chain(occurrences: int) -> torch.fx.GraphModule:
+    return chain_of([(aten.add.Tensor, (Y,)), (aten.relu.default, ()), (aten.mul.Tensor, (2.0,))],
+                    3 * occurrences)
 
 
 def timed(runs: int, make, work):

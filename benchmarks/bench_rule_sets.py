@@ -21,10 +21,9 @@ import gc
 import time
 
 import torch
-import torch.fx
-from torch._subclasses.fake_tensor import FakeTensorMode
 
 import engine
+from bench_dag import Y, chain_of
 
 aten = torch.ops.aten
 CHAIN_OPS = ("add", "mul", "sub")  # binary ops of the chain (relu and neg in between)
@@ -52,19 +51,8 @@ BINARY_OPS = [name for name in sorted({n.split("::")[1].split(".")[0]
 
 
 def chain(nodes: int) -> torch.fx.GraphModule:
-    with FakeTensorMode():
-        value = torch.empty(8, 8)
-    graph = torch.fx.Graph()
-    x, y = graph.placeholder("x"), graph.placeholder("y")
-    x.meta["val"] = y.meta["val"] = value
-    ops = [(aten.add.Tensor, 2), (aten.relu.default, 1), (aten.mul.Tensor, 2),
-           (aten.neg.default, 1), (aten.sub.Tensor, 2)]
-    for index in range(nodes):
-        op, arity = ops[index % len(ops)]
-        x = graph.call_function(op, (x, y) if arity == 2 else (x,))
-        x.meta["val"] = value
-    graph.output((x,))
-    return torch.fx.GraphModule(torch.nn.Module(), graph)
+    return chain_of([(aten.add.Tensor, (Y,)), (aten.relu.default, ()), (aten.mul.Tensor, (Y,)),
+                     (aten.neg.default, ()), (aten.sub.Tensor, (Y,))], nodes)
 
 
 def rule_text(ops: list[str], count: int) -> str:
