@@ -458,17 +458,10 @@ class _Sections(Transformer_NonRecursive):
             return ""
 
     def number(self, meta, children):
-        token = str(children[0])
-        if not re.fullmatch(r"-?\d+", token):
-            value = float(token)
-            if math.isinf(value):
-                self.error(meta, f"`{_short(token)}` is beyond a float: write `float('inf')`")
-            return value
-        problem = _integer_problem(token, -INT64, 2 * INT64, "64 bits")
+        value, problem = _number(str(children[0]))
         if problem is not None:
             self.error(meta, problem)
-            return 0
-        return int(token)
+        return value
 
     def true(self, meta, children):
         return True
@@ -554,6 +547,18 @@ class _Sections(Transformer_NonRecursive):
 
 def _short(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
+
+
+def _number(token: str) -> tuple[int | float, str | None]:
+    """A number literal's value (0 if it has a problem), and why it is none a graph text holds:
+    an integer beyond 64 bits or with leading zeros, a float beyond a float's range."""
+    if not re.fullmatch(r"-?\d+", token):
+        value = float(token)
+        if math.isinf(value):
+            return value, f"`{_short(token)}` is beyond a float: write `float('inf')`"
+        return value, None
+    problem = _integer_problem(token, -INT64, 2 * INT64, "64 bits")
+    return (0, problem) if problem is not None else (int(token), None)
 
 
 def _integer_problem(token: str, low: int, high: int, what: str) -> str | None:
@@ -696,14 +701,10 @@ class _Line:
         return items
 
     def number_value(self, token: str):
-        if not re.fullmatch(r"-?\d+", token):
-            value = float(token)
-            if math.isinf(value):
-                raise _Declined
-            return value
-        if _integer_problem(token, -INT64, 2 * INT64, "") is not None:
-            raise _Declined
-        return int(token)
+        value, problem = _number(token)
+        if problem is not None:
+            raise _Declined  # the grammar's reading tells it
+        return value
 
     def arguments(self, depth: int) -> tuple[tuple, tuple]:
         """`a, b, key=c` up to a `)`, not taken; no comma after the last."""

@@ -27,9 +27,7 @@ uses. An accepted match has a closed footprint:
 
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.fx
@@ -243,7 +241,7 @@ def decide_dag_pass(module: torch.fx.GraphModule, index: DagIndex, context: Cont
             if shape is None:
                 found = match_at(compiled, node, taken)
             elif shape in shapes:
-                found = shapes[shape] and dataclasses.replace(shapes[shape], compiled=compiled)
+                found = shapes[shape] and replace(shapes[shape], compiled=compiled)
             else:
                 found = shapes[shape] = match_at(compiled, node, taken)
             if found is None:
