@@ -155,6 +155,10 @@ def test_hover_on_a_path_never_opened_reads_nothing(raw, tmp_path):
 def test_a_burst_of_edits_is_checked_once_on_the_newest_text(raw):
     raw.open("untitled:b", "use torch.ops.aten.add\n")
     raw.published("untitled:b")
+    # The burst comes while the worker checks a large document (seconds), so that all of it has
+    # arrived before the server could check `b`: however slow the writer, `b` waits for one
+    # check of its newest text.
+    raw.open("untitled:big", big_document())
     for version in range(2, 1002):
         raw.notify("textDocument/didChange", {
             "textDocument": {"uri": "untitled:b", "version": version},
@@ -162,14 +166,28 @@ def test_a_burst_of_edits_is_checked_once_on_the_newest_text(raw):
     msg_id = raw.request("textDocument/documentSymbol", {"textDocument": {"uri": "untitled:b"}})
     symbols, before = raw.until(lambda m: m.get("id") == msg_id)
     assert [s["name"] for s in symbols["result"]] == ["add"]  # of the newest text, checked
-    published = [m["params"]["diagnostics"] for m in before
+    published = [m["params"] for m in before
                  if m.get("method") == "textDocument/publishDiagnostics"]
-    assert [[d["message"] for d in diagnostics] for diagnostics in published] == [
-        ["`torch.ops.aten` has no `nope1001`"]]
+    assert sorted((p["uri"], p["version"], [d["message"] for d in p["diagnostics"]])
+                  for p in published) == [
+        ("untitled:b", 1001, ["`torch.ops.aten` has no `nope1001`"]), ("untitled:big", 1, [])]
     # No more publishes follow: one check served the burst (give it a moment to show any).
     time.sleep(1.0)
     later = [m for m in list(raw.messages.queue) if m.get("method", "").endswith("Diagnostics")]
     assert later == []
+
+
+def test_each_publish_names_the_version_of_the_text_it_checked(raw):
+    raw.open("untitled:v", "use torch.ops.aten.add\n", version=7)
+    message, _ = raw.until(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+    assert (message["params"]["uri"], message["params"]["version"]) == ("untitled:v", 7)
+    raw.notify("textDocument/didChange", {
+        "textDocument": {"uri": "untitled:v", "version": 9},
+        "contentChanges": [{"text": "use torch.ops.aten.nope\n"}]})
+    message, _ = raw.until(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+    assert message["params"]["version"] == 9
+    assert [d["message"].split(";")[0] for d in message["params"]["diagnostics"]] == [
+        "`torch.ops.aten` has no `nope`"]
 
 
 def big_document() -> str:

@@ -4,6 +4,7 @@ their own results (ours against torch's, the same graph and numbers) before they
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,9 @@ def test_bench_lsp_prints_diagnostics_round_trips_from_the_server_process():
     assert [row[0] for row in rows] == ["rules/export.rw"] * 3
     assert all(row[-1] in ("yes", "NO") and float(row[-3]) > 0 for row in rows)
     assert lines[4].startswith("burst: 30 edits sent at once: ")
-    assert lines[4].endswith(", 1 publish(es) for the document after its open")
+    # One publish when the whole burst arrived before the server was idle; more on a busy
+    # machine, where it checked part of it (the benchmark then waited for the newest text's).
+    assert re.search(r", [1-9]\d* publish\(es\) for the document after its open$", lines[4])
     assert lines[5].startswith("large: a document of 40 rules opened: a hover on another ")
 
 

@@ -366,6 +366,8 @@ class RulesServer(LanguageServer):
         self.due: dict[str, None] = {}  # roots to check (in order), when no message waits
         self.heard: set[str] = set()  # paths whose diagnostics are published after their check
         self.unpublished = False  # a document closed since the last publish
+        self.versions: dict[str, int] = {}  # by path: the version of the open text checked
+        self.taken: dict[str, int] = {}  # by path: the version of the text being checked
 
     def open_texts(self) -> dict[str, str]:
         return {load.file_key(uri_path(uri)): document.source
@@ -384,6 +386,7 @@ class RulesServer(LanguageServer):
         documents that include it."""
         path = uri_path(uri)
         self.results.pop(path, None)
+        self.versions.pop(path, None)
         self.due.pop(path, None)
         self._mark_reaching(path)
         self.due.pop(path, None)
@@ -404,18 +407,23 @@ class RulesServer(LanguageServer):
         if not self.due:
             return []
         open_texts = self.open_texts()
+        versions = {uri_path(uri): document.version
+                    for uri, document in self.workspace.text_documents.items()}
         taken = []
         for root in list(self.due):
             del self.due[root]
             text = open_texts.get(load.file_key(root))
             if text is not None:
+                self.taken[root] = versions.get(root)
                 taken.append((root, functools.partial(check_document, root, text, open_texts)))
         return taken
 
     def checked(self, path: str, result: CheckResult | None) -> None:
         """A check's result, kept if its document is still open; `settled` publishes."""
+        version = self.taken.pop(path, None)
         if result is not None and path in map(uri_path, self.workspace.text_documents):
             self.results[path] = result
+            self.versions[path] = version
 
     def settled(self) -> None:
         """Every due check has run: publish what changed, once, and always the diagnostics of
@@ -442,8 +450,11 @@ class RulesServer(LanguageServer):
         for path in set(self.published) | set(merged):
             diagnostics = merged.get(path, [])
             if diagnostics != self.published.get(path, []) or path in always:
+                # The version of the text checked, for an open document: an editor drops
+                # diagnostics of a text older than it shows.
                 self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                    uri=path_uri(path), diagnostics=diagnostics))
+                    uri=path_uri(path), diagnostics=diagnostics,
+                    version=self.versions.get(path) if path in self.results else None))
             self.published[path] = diagnostics
 
     def at(self, uri: str, position: types.Position) -> tuple[CheckResult | None, str, int, int]:
