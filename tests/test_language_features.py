@@ -28,7 +28,7 @@ def test_the_feature_fixtures_pass_through_engine_test():
                              "tests/language/fixtures"], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().splitlines()[-1] == "13 passed, 0 failed"
+    assert result.stdout.rstrip().splitlines()[-1] == "18 passed, 0 failed"
 
 
 def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used():
@@ -38,7 +38,8 @@ def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used
         str(REPO / "tests" / "language" / "transposes.rw")) if s.kind == PATTERN]
     assert [s.name for s in definitions] == ["transposed_last"]
     uses = [o for o in result.symbols.occurrences_of(definitions[0]) if not o.defines]
-    assert [(Path(o.span.source.path).name, o.span.line) for o in uses] == [("features.rw", 18)]
+    assert [(Path(o.span.source.path).name, o.span.line) for o in uses] == [
+        ("features.rw", 19), ("features.rw", 45)]
 
 
 RULES = """

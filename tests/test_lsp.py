@@ -435,6 +435,48 @@ def test_document_symbols_list_uses_patterns_and_rules(editor, tmp_path):
     assert span_of(found[4].selection_range) == (6, 5, 6, 10)
 
 
+# --- named conditions ----------------------------------------------------------------------------
+CONDITIONS = """\
+use torch.ops.aten.add
+
+condition same_rank($a, $b) = rank($a) == rank($b)
+
+rule commuted:
+    match add($x, $y)
+    where same_rank($x, $y) and 
+    replace with add($y, $x)
+"""
+
+
+def test_a_named_condition_is_hovered_gone_to_completed_and_listed(editor, tmp_path):
+    path = tmp_path / "conditions.rw"
+    text = CONDITIONS.replace("and \n", "\n")
+    assert editor.open(path, text) == [[]]
+    use = editor.hover(path, position(text, "same_rank($x"))
+    assert use.contents.value == ("```rw\ncondition same_rank($a, $b) = rank($a) == rank($b)"
+                                  "\n```\ncondition, conditions.rw:3:11")
+    parameter = editor.hover(path, position(text, "$b)"))
+    assert parameter.contents.value.startswith(
+        "`$b`: variable of condition `same_rank`, binds a value; bound at conditions.rw:3:25")
+    definition = editor.definition(path, position(text, "same_rank($x"))
+    assert span_of(definition.range) == (2, 10, 2, 19)
+    assert [(s.name, s.kind, s.detail) for s in editor.symbols(path)] == [
+        ("add", types.SymbolKind.Variable, "torch.ops.aten.add"),
+        ("same_rank", types.SymbolKind.Interface, "condition"),
+        ("commuted", types.SymbolKind.Function, "rule")]
+    # Where a condition goes, the conditions are offered (after the change, the rule does not
+    # parse; the names come from the last good check).
+    editor.change(path, CONDITIONS)
+    items = editor.completion(path, position(CONDITIONS, "and ", offset=4))
+    condition = next(item for item in items if item.label == "same_rank")
+    assert (condition.kind, condition.detail) == (types.CompletionItemKind.Interface,
+                                                  "condition")
+    assert {"$x", "$y", "rank"} <= set(labels(items))
+    # and not in a pattern, where a condition cannot stand
+    pattern = editor.completion(path, position(CONDITIONS, "add($x", offset=4))
+    assert "same_rank" not in labels(pattern) and "add" in labels(pattern)
+
+
 # --- the command line ----------------------------------------------------------------------------
 def test_without_pygls_the_command_says_what_to_install():
     code = ("import sys; sys.modules['pygls'] = None; from engine.frontends.cli import main; "

@@ -37,8 +37,8 @@ BEYOND = "outside `{folder}`, the folder of the root file, and outside the rule 
 OUTSIDE_TREE = "it lies " + BEYOND
 IN_PROC = "it lies in `/proc`, which holds no rule files"
 NOT_REGULAR = "it is {}, not a regular file"
-NO_RULE_FILE = ("it is no rule file: its first word (at {}) is not `include`, `use`, `rule` or "
-                "`pattern`")
+NO_RULE_FILE = ("it is no rule file: its first word (at {}) is not `include`, `use`, `rule`, "
+                "`pattern` or `condition`")
 
 
 def _symlink(target: str):
@@ -308,8 +308,8 @@ def test_a_root_shows_its_own_mistakes_with_their_lines(tmp_path):
     with pytest.raises(engine.RuleError) as caught:
         engine.load_rules(tmp_path / "notes.rw")
     assert str(caught.value).splitlines()[:2] == [
-        f"{tmp_path}/notes.rw:1:1: error: unexpected `hello`, expected one of `include`, "
-        "`pattern`, `rule`, `use`, the end of the file", "    hello rules"]
+        f"{tmp_path}/notes.rw:1:1: error: unexpected `hello`, expected one of `condition`, "
+        "`include`, `pattern`, `rule`, `use`, the end of the file", "    hello rules"]
 
 
 def test_a_root_over_the_size_bound_is_refused(tmp_path):

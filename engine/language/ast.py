@@ -186,6 +186,7 @@ class Builtin:
     span: Span
     name: str
     args: tuple["Operand", ...]
+    name_span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,17 @@ class PatternDef:
 
 
 @dataclass(frozen=True)
+class ConditionDef:
+    """`condition name($a, $b) = body`: a named condition, used in `where` as `name(v, w)`."""
+
+    span: Span
+    name: str
+    name_span: Span
+    params: tuple[Var, ...]
+    body: Condition
+
+
+@dataclass(frozen=True)
 class Include:
     """`include "other.rw"`: that file's rules, here, in order; the path is relative to this
     file."""
@@ -377,7 +389,7 @@ class Include:
 @dataclass(frozen=True)
 class RuleFile:
     path: str
-    items: tuple[Union[Include, Use, Rule, PatternDef], ...]  # in file order: rule order
+    items: tuple[Union[Include, Use, Rule, PatternDef, ConditionDef], ...]  # rule order
     broken_names: tuple[str, ...] = ()  # what `use` items that did not parse declare
 
     @property
@@ -391,3 +403,7 @@ class RuleFile:
     @property
     def patterns(self) -> tuple[PatternDef, ...]:
         return tuple(item for item in self.items if isinstance(item, PatternDef))
+
+    @property
+    def conditions(self) -> tuple[ConditionDef, ...]:
+        return tuple(item for item in self.items if isinstance(item, ConditionDef))

@@ -354,7 +354,19 @@ class Not:
     span: Span
 
 
-Condition = Union[Guard, Member, Test, AllOf, AnyOf, Not]
+@dataclass(frozen=True)
+class Named:
+    """A use of a named condition, `same_dtype($q, $k)`: holds when `body` holds. `body` is the
+    definition's, checked with each parameter replaced by the value given for it (its spans
+    are the definition's); `args` are those values."""
+
+    name: str
+    args: tuple[Operand, ...]
+    body: "Condition"
+    span: Span  # the use
+
+
+Condition = Union[Guard, Member, Test, AllOf, AnyOf, Not, Named]
 
 
 # --- actions -------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def describe_condition(condition, within: str = "") -> str:
         return f"({text})" if within and within != word else text
     if isinstance(condition, checked.Not):
         return f"not {describe_condition(condition.item, 'not')}"
+    if isinstance(condition, checked.Named):
+        return f"{condition.name}({', '.join(_operand(arg) for arg in condition.args)})"
     if isinstance(condition, checked.Test):
         return _operand(condition.value)
     if isinstance(condition, checked.Member):

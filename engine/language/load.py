@@ -12,8 +12,8 @@ What an include may read (`_Files.refusal`, `read_rule_file`, `included_text_ref
 regular file of at most `MAX_BYTES`, whose real path (symlinks resolved) lies inside the folder
 of the root file it was reached from (for a root given as text, the working directory) or in
 the bundled rule library (`engine.rules`), never under /proc or /sys; UTF-8 text without a NUL
-that begins (past blank lines and `#` comments) with an item's word: `include`, `use`, `rule`
-or `pattern`. Anything else is refused at the `include`, saying why and showing nothing of the
+that begins (past blank lines and `#` comments) with an item's word: `include`, `use`, `rule`,
+`pattern` or `condition`. Anything else is refused at the `include`, saying why and showing nothing of the
 file: a rule file can name a secret, never print it. Roots read by path are held to the same
 kind and size (an `OSError`), not to a folder.
 """
@@ -104,7 +104,7 @@ def _position(data: bytes) -> tuple[int, int]:
 # --- what an include may read ------------------------------------------------------------------
 MAX_BYTES = 4 * 1024 * 1024  # 4 MiB: the largest rule file read; the bundled ones are < 11 KiB
 SYSTEM_FOLDERS = ("/proc", "/sys")  # the kernel's files: never rule files, some never end
-_ITEM_WORD = re.compile(r"(?:\s|#[^\n]*)*(?:(?:include|use|rule|pattern)\b|\Z)")
+_ITEM_WORD = re.compile(r"(?:\s|#[^\n]*)*(?:(?:include|use|rule|pattern|condition)\b|\Z)")
 
 
 class NotARuleFile(OSError):
@@ -212,7 +212,7 @@ def included_text_refusal(data: bytes) -> str | None:
     if _ITEM_WORD.match(text) is None:
         line, column = _position(re.match(r"(?:\s|#[^\n]*)*", text).group().encode())
         return (f"it is no rule file: its first word (at {line}:{column}) is not `include`, "
-                "`use`, `rule` or `pattern`")
+                "`use`, `rule`, `pattern` or `condition`")
     return None
 
 

@@ -7,7 +7,8 @@ symbol with its span: `use` names (with what they resolve to), rules, variables 
 definition, references and document symbols from; nothing in the rewrite reads it.
 
     index.at(path, line, column)  -> the occurrence under a position, or None
-    index.definitions(path)       -> the symbols a file defines (uses, rules, patterns), in order
+    index.definitions(path)       -> the symbols a file defines (uses, rules, patterns,
+                                     conditions), in order
     index.occurrences_of(symbol)  -> the definition and every use of a symbol
 """
 
@@ -21,6 +22,7 @@ from .diagnostics import Span
 USE = "use"          # a name bound by `use`; `detail` is the `names.Resolved` it stands for
 RULE = "rule"        # a rule's name
 PATTERN = "pattern"  # a named sub-pattern; `detail` is its `ast.PatternDef`
+CONDITION = "condition"  # a named condition; `detail` is its `ast.ConditionDef`
 VARIABLE = "variable"  # `$x` in one rule; `detail` is its kind: "value", "rest" or "keywords"
 BUILTIN = "builtin"  # a `where` built-in; `detail` is its `builtins.BuiltinInfo`
 FILE = "file"        # a rule file, as an `include` names it; `name` is its path
@@ -69,7 +71,7 @@ class SymbolIndex:
     def definitions(self, path: str) -> list[Symbol]:
         return [o.symbol for o in self.occurrences
                 if o.defines and o.span.source.path == path
-                and o.symbol.kind in (USE, RULE, PATTERN)]
+                and o.symbol.kind in (USE, RULE, PATTERN, CONDITION)]
 
     def occurrences_of(self, symbol: Symbol) -> list[Occurrence]:
         return [o for o in self.occurrences if o.symbol is symbol]

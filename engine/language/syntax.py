@@ -189,6 +189,13 @@ class _ToAst(Transformer):
                               tuple(ast.Var(_span(self.source, p), p[1:]) for p in params
                                     if p is not None), body)
 
+    def condition_def(self, meta, children):
+        name, *params = children
+        *params, body = params
+        return ast.ConditionDef(self.span(meta), str(name), _span(self.source, name),
+                                tuple(ast.Var(_span(self.source, p), p[1:]) for p in params
+                                      if p is not None), self._condition(body))
+
     def verify(self, meta, promises):
         return ast.Verify(self.span(meta), tuple(promises))
 
@@ -286,7 +293,8 @@ class _ToAst(Transformer):
     # --- values --------------------------------------------------------------------------------
     def builtin(self, meta, children):
         name, *args = children
-        return ast.Builtin(self.span(meta), str(name), tuple(a for a in args if a is not None))
+        return ast.Builtin(self.span(meta), str(name), tuple(a for a in args if a is not None),
+                           _span(self.source, name))
 
     def arithmetic(self, meta, children):
         left, op, right = children

@@ -233,12 +233,24 @@ def first_failing(guards, bindings: dict, context: Context) -> checked.Condition
 def truth(condition, bindings: dict, context: Context) -> bool | None:
     """True, False, or None where a value it reads is unknown (three-valued: `not`, `and`,
     `or` keep an unknown unknown, and only True makes a rule apply)."""
-    if isinstance(condition, checked.AllOf):
-        values = [truth(item, bindings, context) for item in condition.items]
-        return False if False in values else (None if None in values else True)
-    if isinstance(condition, checked.AnyOf):
-        values = [truth(item, bindings, context) for item in condition.items]
-        return True if True in values else (None if None in values else False)
+    if isinstance(condition, checked.AllOf):  # one False decides, whatever the rest are
+        result = True
+        for item in condition.items:
+            value = truth(item, bindings, context)
+            if value is False:
+                return False
+            if value is None:
+                result = None
+        return result
+    if isinstance(condition, checked.AnyOf):  # one True decides
+        result = False
+        for item in condition.items:
+            value = truth(item, bindings, context)
+            if value is True:
+                return True
+            if value is None:
+                result = None
+        return result
     if isinstance(condition, checked.Not):
         value = truth(condition.item, bindings, context)
         return None if value is None else not value
@@ -249,6 +261,8 @@ def truth(condition, bindings: dict, context: Context) -> bool | None:
         found = [_equal(value, operand_value(o, bindings, context)) for o in condition.options]
         result = True if True in found else (None if None in found else False)
         return result if result is None or not condition.negated else not result
+    if isinstance(condition, checked.Named):
+        return truth(condition.body, bindings, context)
     left = operand_value(condition.left, bindings, context)
     right = operand_value(condition.right, bindings, context)
     if condition.op in ("==", "!="):

@@ -251,19 +251,24 @@ def _later_root(rule, node, path, bindings) -> Explanation:
 
 # --- conditions --------------------------------------------------------------------------------
 def _guard(rule, node, path, guard, bindings, context, progress) -> Explanation:
-    leaf = _failing_leaf(guard, bindings, context)
+    leaf, within = _failing_leaf(guard, bindings, context)
+    inside = "".join(f"in condition `{describe_condition(named)}`: " for named in within)
     return _explanation(rule, node, path, False, GUARD,
-                        f"the condition does not hold: {_with_values(leaf, bindings, context)}",
+                        f"the condition does not hold: {inside}"
+                        f"{_with_values(leaf, bindings, context)}",
                         leaf.span, bindings, progress)
 
 
-def _failing_leaf(condition, bindings, context):
-    """The innermost part of a condition that makes it fail."""
+def _failing_leaf(condition, bindings, context, within=()):
+    """The innermost part of a condition that makes it fail, and the named conditions (uses,
+    outermost first) it is inside."""
+    if isinstance(condition, checked.Named):
+        return _failing_leaf(condition.body, bindings, context, (*within, condition))
     if isinstance(condition, checked.AllOf):
         return _failing_leaf(next(item for item in condition.items
                                   if truth(item, bindings, context) is not True),
-                             bindings, context)
-    return condition
+                             bindings, context, within)
+    return condition, within
 
 
 def _with_values(condition, bindings, context) -> str:

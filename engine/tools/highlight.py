@@ -39,7 +39,8 @@ class RwLexer(RegexLexer):
         "root": [
             (r"\s+", Whitespace),
             (r"#[^\n]*", Comment.Single),
-            (rf"(rule|pattern)(\s+)({NAME})", bygroups(Keyword, Whitespace, Name.Function)),
+            (rf"(rule|pattern|condition)(\s+)({NAME})", bygroups(Keyword, Whitespace,
+                                                                  Name.Function)),
             (rf"(use)(\s+)({NAME}(?:\.{NAME})*)", bygroups(Keyword.Namespace, Whitespace,
                                                            Name.Namespace)),
             (rf"(as)(\s+)({NAME})", bygroups(Keyword.Namespace, Whitespace, Name.Class)),

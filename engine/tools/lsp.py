@@ -134,13 +134,14 @@ def describe(symbol: symbols.Symbol) -> str:
     if symbol.kind == symbols.VARIABLE:
         what = {"value": "binds a value", "rest": "binds the remaining positional arguments",
                 "keywords": "binds keyword arguments"}.get(symbol.detail, symbol.detail)
-        return (f"`{symbol.name}`: variable of rule `{symbol.container}`, {what}; "
+        kind, _, name = (symbol.container or "").rpartition(" ")  # "pattern p", "condition c", "r"
+        return (f"`{symbol.name}`: variable of {kind or 'rule'} `{name}`, {what}; "
                 f"bound at {_where(symbol.span)}")
     if symbol.kind == symbols.RULE:
         return f"rule `{symbol.name}`, {_where(symbol.span)}"
-    if symbol.kind == symbols.PATTERN:
+    if symbol.kind in (symbols.PATTERN, symbols.CONDITION):
         return f"```rw\n{symbol.span.source.line(symbol.span.line).strip()}\n```\n" \
-               f"pattern, {_where(symbol.span)}"
+               f"{symbol.kind}, {_where(symbol.span)}"
     if symbol.kind == symbols.FILE:
         return f"rule file `{symbol.name}`"
     return f"`{symbol.name}`"
@@ -191,7 +192,8 @@ def definition_at(result: CheckResult, path: str, line: int, column: int,
 
 # --- document symbols --------------------------------------------------------------------------
 _SYMBOL_KINDS = {symbols.USE: types.SymbolKind.Variable, symbols.RULE: types.SymbolKind.Function,
-                 symbols.PATTERN: types.SymbolKind.Struct}
+                 symbols.PATTERN: types.SymbolKind.Struct,
+                 symbols.CONDITION: types.SymbolKind.Interface}
 
 
 def document_symbols(result: CheckResult, path: str,
@@ -211,8 +213,8 @@ _PARTIAL = re.compile(r"[$\w]*$")  # the word being typed, a variable's `$` incl
 _VARIABLE = re.compile(r"\$(\w+)")
 # The words that open a part of a file; a word followed by `(` is a call (`where` can be a
 # `use`d name, as in rules/attention.rw).
-_CLAUSE = re.compile(r"(?<![\w.$])(rule|pattern|use|include|match|where|replace|outline|"
-                     r"verify|inline|keep|erase)\b(?!\s*\()")
+_CLAUSE = re.compile(r"(?<![\w.$])(rule|pattern|condition|use|include|match|where|replace|"
+                     r"outline|verify|inline|keep|erase)\b(?!\s*\()")
 _TEMPLATE_CLAUSES = ("replace", "outline")
 
 
@@ -230,9 +232,9 @@ def completions_at(result: CheckResult, path: str, text: str, line: int, column:
     clause, clause_text = _clause_before(lines, line, before)
     if clause in ("match", "pattern"):
         return declared_names(result, path, replace)
-    if clause == "where":
+    if clause in ("where", "condition"):  # a condition's variables are its parameters
         return (bound_variables(clause_text, replace) + builtin_names(replace, False)
-                + declared_names(result, path, replace))
+                + declared_names(result, path, replace, conditions=True))
     if clause in _TEMPLATE_CLAUSES:
         return (bound_variables(clause_text, replace) + declared_names(result, path, replace)
                 + builtin_names(replace, True))
@@ -256,7 +258,8 @@ def _clause_before(lines: list[str], line: int, before: str) -> tuple[str | None
     clauses = list(_CLAUSE.finditer(code))
     if not clauses:
         return None, ""
-    opening = max((m.start() for m in clauses if m.group(1) in ("rule", "pattern")), default=0)
+    opening = max((m.start() for m in clauses if m.group(1) in ("rule", "pattern", "condition")),
+                  default=0)
     return clauses[-1].group(1), code[opening:]
 
 
@@ -269,8 +272,10 @@ def bound_variables(rule_text: str, replace: types.Range) -> list[types.Completi
             for name in names]
 
 
-def declared_names(result: CheckResult, path: str,
-                   replace: types.Range) -> list[types.CompletionItem]:
+def declared_names(result: CheckResult, path: str, replace: types.Range,
+                   conditions: bool = False) -> list[types.CompletionItem]:
+    """The names the file defines that may stand here: `use` names and patterns, and the
+    named conditions where a condition goes (`conditions`)."""
     items = []
     for symbol in result.symbols.definitions(path):
         if symbol.kind == symbols.USE:
@@ -279,6 +284,9 @@ def declared_names(result: CheckResult, path: str,
             items.append(_item(symbol.name, kind, replace, symbol.detail.dotted))
         elif symbol.kind == symbols.PATTERN:
             items.append(_item(symbol.name, types.CompletionItemKind.Struct, replace, "pattern"))
+        elif symbol.kind == symbols.CONDITION and conditions:
+            items.append(_item(symbol.name, types.CompletionItemKind.Interface, replace,
+                               "condition"))
     return items
 
 

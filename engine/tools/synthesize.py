@@ -108,6 +108,8 @@ def _literal_hints(guards) -> dict[str, list]:
                 walk(part)
         elif isinstance(condition, checked.Not):
             walk(condition.item)
+        elif isinstance(condition, checked.Named):
+            walk(condition.body)
         elif isinstance(condition, checked.Test) and isinstance(
                 condition.value, checked.BuiltinCall) and condition.value.name == "is_literal":
             add(condition.value.args[0], [])  # a number: drawn where a number may stand
@@ -125,6 +127,8 @@ def _equalities(guards):
         elif isinstance(condition, checked.AllOf):
             for part in condition.items:
                 yield from walk(part)
+        elif isinstance(condition, checked.Named):
+            yield from walk(condition.body)
 
     for guard in guards:
         yield from walk(guard)

@@ -13,6 +13,7 @@ loaded together. It keeps going after an error, so that a file's mistakes are re
     actions.py    actions and templates
     promises.py   `verify` clauses: what `engine verify` holds a rule to
     subpatterns.py named sub-patterns (`pattern name($x) = ...`), expanded where they are used
+    named_conditions.py named conditions (`condition name($x) = ...`), expanded in `where`
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from .. import ast, checked
 from ..diagnostics import Diagnostic
 from ..symbols import Symbol, SymbolIndex
 from .actions import ActionChecker
-from .conditions import ConditionChecker
+from .conditions import ConditionChecker, check_condition_definition
 from .patterns import PatternChecker
 from .promises import check_promises
 from ..names import forget_op_names
 from ..suggest import did_you_mean
+from .named_conditions import UNCHECKED, define_conditions
 from .scope import Reporter, Scope, Variables, define_rule
 from .subpatterns import Definition, define_patterns, unused_parameters
 
@@ -47,6 +49,10 @@ def check_files(files: list[ast.RuleFile], symbols: SymbolIndex | None = None
     reporter.patterns = define_patterns(reporter, zip(files, scopes))
     for definition in reporter.patterns.values():
         check_pattern(reporter, definition)
+    reporter.conditions = define_conditions(reporter, zip(files, scopes))
+    for definition in reporter.conditions.values():
+        if definition.state == UNCHECKED:  # else checked already, as another's part
+            check_condition_definition(reporter, definition)
     for file, scope in zip(files, scopes):
         for rule in file.rules:
             define_rule(reporter, rule_names, rule)

@@ -13,16 +13,25 @@ from __future__ import annotations
 
 from .. import ast, checked
 from ..builtins import ANY, BOOL, BUILTINS, RULE
+from ..diagnostics import Note
 from ..names import ResolveError, resolve
 from ..schemas import LIST, OP, SCALAR, TENSOR, literal_kind
 from ..suggest import did_you_mean
-from .scope import BUILTIN_SYMBOLS, RuleChecks
+from ..symbols import VARIABLE, Symbol
+from .named_conditions import (BROKEN, CHECKING, SOUND, UNCHECKED, ConditionDefinition,
+                               expand, free_variables, name_span, not_a_parameter,
+                               unused_parameters)
+from .scope import BUILTIN_SYMBOLS, RuleChecks, Variables
+from .subpatterns import Expansion, Substituted
 
 _ORDERING = ("<", "<=", ">", ">=")
 
 
 class ConditionChecker(RuleChecks):
     def condition(self, condition) -> checked.Condition:
+        if isinstance(condition, ast.Truth) and isinstance(condition.value, ast.Builtin) and (
+                condition.value.name in self.reporter.conditions):
+            return self.use_of_condition(condition.value)
         if isinstance(condition, ast.AllOf):
             return checked.AllOf(tuple(map(self.condition, condition.items)), condition.span)
         if isinstance(condition, ast.AnyOf):
@@ -53,9 +62,52 @@ class ConditionChecker(RuleChecks):
                                    "compare what the tensor holds, as in `dtype($x) == ...`")
         return checked.Guard(guard.op, left, right, guard.span)
 
+    # --- named conditions ------------------------------------------------------------------------
+    def use_of_condition(self, call: ast.Builtin) -> checked.Named:
+        """`name(v, w)`: the definition's body, checked with the values given (see
+        `named_conditions`)."""
+        definition = self.reporter.conditions[call.name]
+        self.reporter.symbols.refer(name_span(call), definition.symbol)
+        args = tuple(self.operand(arg)[0] for arg in call.args)
+        params = definition.condition.params
+        nothing = checked.AllOf((), call.span)  # in place of a body that cannot be checked
+        if len(call.args) != len(params):
+            names = ", ".join(f"${param.name}" for param in params)
+            self.error(call.span, f"condition `{call.name}` takes {len(params)} value"
+                                  f"{'s' if len(params) != 1 else ''} ({names}), not "
+                                  f"{len(call.args)}",
+                       Note(definition.condition.name_span, "defined here"))
+            return checked.Named(call.name, args, nothing, call.span)
+        if definition.state == CHECKING:
+            self.error(call.span, f"condition `{call.name}` uses itself; a condition is a test "
+                                  "of fixed size, expanded where it is used")
+            return checked.Named(call.name, args, nothing, call.span)
+        if definition.state == UNCHECKED:
+            check_condition_definition(self.reporter, definition)
+        if definition.state == BROKEN:  # its mistakes are reported at it, once
+            return checked.Named(call.name, args, nothing, call.span)
+        self.reporter.expansions.append(Expansion(call.name, call.span,
+                                                  definition.condition.span, "condition"))
+        try:
+            body = ConditionChecker(self.reporter, definition.scope, self.variables).condition(
+                expand(definition, call, self.scope))
+        finally:
+            self.reporter.expansions.pop()
+        return checked.Named(call.name, args, body, call.span)
+
     # --- values --------------------------------------------------------------------------------
     def operand(self, operand) -> tuple[checked.Operand, str | None]:
         """The checked value and its kind (None: the rule cannot tell)."""
+        if isinstance(operand, Substituted):  # a named condition's value, from its use
+            return ConditionChecker(self.reporter, operand.scope, self.variables).operand(
+                operand.inner)
+        if isinstance(operand, ast.Builtin) and operand.name in self.reporter.conditions:
+            self.reporter.symbols.refer(name_span(operand),
+                                        self.reporter.conditions[operand.name].symbol)
+            self.error(operand.span, f"`{operand.name}` is a condition: it stands where a "
+                                     "condition goes (`where`, `and`, `or`, `not`), not as a "
+                                     "value")
+            return checked.Const(None, operand.span), None
         if isinstance(operand, ast.Builtin):
             return self.builtin(operand)
         if isinstance(operand, ast.Var):
@@ -107,7 +159,8 @@ class ConditionChecker(RuleChecks):
         if info is None:
             known = ", ".join(f"{name}()" for name in BUILTINS)
             self.error(call.span, f"unknown built-in `{call.name}`; the built-ins are {known}"
-                       + did_you_mean(call.name, BUILTINS, "`{}()`"))
+                       + did_you_mean(call.name, [*BUILTINS, *self.reporter.conditions],
+                                      "`{}()`"))
             return checked.BuiltinCall(call.name, tuple(a for a, _ in args), call.span), None
         self.reporter.symbols.refer(call.span, BUILTIN_SYMBOLS[call.name])
         if len(call.args) != info.arity:
@@ -132,3 +185,20 @@ class ConditionChecker(RuleChecks):
     def _expect(self, node, kind: str | None, wanted: str, words: str) -> None:
         if kind is not None and kind != wanted:
             self.error(node.span, f"{words}; this is {kind}")
+
+
+def check_condition_definition(reporter, definition: ConditionDefinition) -> None:
+    """A named condition's body on its own, its parameters standing for values of any kind:
+    its mistakes are reported once, at the definition, whether a rule uses it or not. Then it
+    is SOUND (expanded at each use) or BROKEN (not expanded: its uses would repeat them)."""
+    definition.state = CHECKING
+    before = len(reporter.diagnostics)
+    variables = Variables(reporter, f"condition {definition.condition.name}",
+                          bound=definition.parameters)
+    for var in free_variables(definition):
+        reporter.error(var.span, not_a_parameter(var, definition))
+        variables.bound.setdefault(var.name, Symbol(VARIABLE, f"${var.name}", var.span, "value"))
+    ConditionChecker(reporter, definition.scope, variables).condition(definition.condition.body)
+    for param in unused_parameters(definition):
+        reporter.error(param.span, f"parameter `${param.name}` is not used in the condition")
+    definition.state = BROKEN if len(reporter.diagnostics) > before else SOUND

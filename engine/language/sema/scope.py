@@ -43,6 +43,8 @@ class Reporter:
     # checked now, innermost last (`subpatterns.Expansion`).
     patterns: dict = field(default_factory=dict)
     expansions: list = field(default_factory=list)
+    # The named conditions of every file (`named_conditions.ConditionDefinition`).
+    conditions: dict = field(default_factory=dict)
     _reported: set = field(default_factory=set)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
@@ -51,7 +53,7 @@ class Reporter:
         if (span, message) in self._reported:
             return
         self._reported.add((span, message))
-        notes += tuple(Note(expansion.use, f"in pattern `{expansion.name}`, used here")
+        notes += tuple(Note(expansion.use, f"in {expansion.what} `{expansion.name}`, used here")
                        for expansion in reversed(self.expansions)
                        if within(span, expansion.body))
         self.diagnostics.append(Diagnostic(span, message, tuple(notes)))
@@ -101,6 +103,10 @@ class Scope:
         if symbol is None and name in self.reporter.patterns:
             self.reporter.error(span, f"`{name}` is a pattern: it stands in a `match`, for what "
                                       "it matches")
+            return None
+        if symbol is None and name in self.reporter.conditions:
+            self.reporter.error(span, f"`{name}` is a condition: it stands in a `where` clause, "
+                                      "where a condition goes")
             return None
         if symbol is None:
             if name not in self.broken:

@@ -45,6 +45,7 @@ class Expansion:
     name: str
     use: Span
     body: Span
+    what: str = "pattern"  # or "condition"
 
 
 def define_patterns(reporter, files_and_scopes) -> dict[str, Definition]:
@@ -75,8 +76,18 @@ def define_patterns(reporter, files_and_scopes) -> dict[str, Definition]:
 
 
 def unused_parameters(pattern: ast.PatternDef) -> list[ast.Var]:
-    used = {var.name for var, _ in _vars(pattern.body)}
-    return [param for param in pattern.params if param.name not in used]
+    return parameters_unused(pattern.params, pattern.body)
+
+
+def parameters_unused(params: tuple[ast.Var, ...], body) -> list[ast.Var]:
+    """The parameters a body (of a pattern or a condition) never names."""
+    used = {var.name for var, _ in _vars(body)}
+    return [param for param in params if param.name not in used]
+
+
+def variables_of(body):
+    """Each variable a body names, and whether it stands for one value (not `$f(...)`)."""
+    return _vars(body)
 
 
 def needs_variables(definition: Definition, use: ast.Call) -> list[tuple[object, Span]]:
@@ -98,13 +109,17 @@ def expand(definition: Definition, use: ast.Call, use_scope, prefix: str):
     own variables renamed `prefix.name`."""
     arguments = {param.name: Substituted(arg.span, arg, use_scope)
                  for param, arg in zip(definition.pattern.params, use.args)}
-    return _substitute(definition.pattern.body, arguments, prefix)
+    return substitute(definition.pattern.body, arguments, prefix)
 
 
-def _substitute(node, arguments: dict, prefix: str):
+def substitute(node, arguments: dict, prefix: str, at_parameter: bool = False):
+    """`node` with each variable in `arguments` replaced by its argument (a `Substituted`), and
+    the others renamed `prefix.name`. `at_parameter`: each argument is placed where its
+    parameter is written (its `span`), so that a mistake it makes there is told there."""
     if isinstance(node, ast.Var):
         if node.name in arguments:
-            return arguments[node.name]
+            given = arguments[node.name]
+            return dataclasses.replace(given, span=node.span) if at_parameter else given
         return ast.Var(node.span, f"{prefix}.{node.name}")
     if isinstance(node, (ast.StarVar, ast.StarStarVar)):  # `*$xs`: a variable given spreads
         given = arguments.get(node.name)
@@ -122,9 +137,10 @@ def _substitute(node, arguments: dict, prefix: str):
     for field in dataclasses.fields(node):
         value = getattr(node, field.name)
         if isinstance(value, tuple):
-            changes[field.name] = tuple(_substitute(item, arguments, prefix) for item in value)
+            changes[field.name] = tuple(substitute(item, arguments, prefix, at_parameter)
+                                        for item in value)
         elif dataclasses.is_dataclass(value) and not isinstance(value, Span):
-            changes[field.name] = _substitute(value, arguments, prefix)
+            changes[field.name] = substitute(value, arguments, prefix, at_parameter)
     return dataclasses.replace(node, **changes)
 
 
