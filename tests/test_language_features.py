@@ -28,7 +28,7 @@ def test_the_feature_fixtures_pass_through_engine_test():
                              "tests/language/fixtures"], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().splitlines()[-1] == "18 passed, 0 failed"
+    assert result.stdout.rstrip().splitlines()[-1] == "22 passed, 0 failed"
 
 
 def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used():
@@ -81,3 +81,41 @@ def test_a_template_that_divides_by_zero_is_refused_naming_the_rule_and_the_node
     assert "rule `reciprocal`" in str(caught.value) and "divides by zero" in str(caught.value)
     assert "`div_tensor`" in str(caught.value)
     assert module.code == before
+
+
+def test_the_dtype_builtins_tell_kind_and_width():
+    from engine.language import checked
+    from engine.language.diagnostics import Source, Span
+    from engine.matching.guards import UNKNOWN, Context, operand_value
+
+    span = Span(Source("<test>", ""), 1, 1, 1, 1)
+
+    def facts(dtype):
+        return tuple(operand_value(checked.BuiltinCall(name, (checked.Const(dtype, span),), span),
+                                   {}, Context(ambient_grad=True))
+                     for name in ("is_floating", "is_complex", "is_signed", "bits"))
+
+    assert facts(torch.float16) == facts(torch.bfloat16) == (True, False, True, 16)
+    assert facts(torch.float8_e4m3fn) == (True, False, True, 8)
+    assert facts(torch.float64) == (True, False, True, 64)
+    assert facts(torch.complex64) == (False, True, True, 64)
+    assert facts(torch.int64) == (False, False, True, 64)
+    assert facts(torch.uint8) == (False, False, False, 8)
+    assert facts(torch.bool) == (False, False, False, 8)
+    assert facts(torch.strided) == (UNKNOWN,) * 4  # a layout is no dtype
+
+
+def test_a_builtin_inside_another_in_a_template():
+    rules = engine.rules_from_text(
+        "use torch.ops.aten.add.Tensor as add\n"
+        "use torch.ops.aten.mul.Tensor as mul\n"
+        "rule doubled:\n"
+        "    match add($x, $x)\n"
+        "    where size($x, -1) == 2\n"
+        "    replace with mul($x, size($x, rank($x) - 1))\n")
+    gm = engine.parse_graph("def forward(x: f32[3, 2]):\n"
+                            "    add: f32[3, 2] = aten.add.Tensor(x, x)\n"
+                            "    return (add,)\n")
+    out, _ = rules.apply(gm)
+    assert [(n.target, n.args[1:]) for n in out.graph.nodes if n.op == "call_function"] == [
+        (torch.ops.aten.mul.Tensor, (2,))]

@@ -69,6 +69,15 @@ BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
     BuiltinInfo("numel", (TENSOR,), SCALAR, "the number of elements of a tensor", True),
     BuiltinInfo("device", (TENSOR,), STRING, "the device type of a tensor, such as 'cpu'",
                 True),
+    BuiltinInfo("is_floating", (ENUM,), BOOL,
+                "whether a dtype is a floating-point one (float16, bfloat16, float32, float64, "
+                "the float8s)"),
+    BuiltinInfo("is_complex", (ENUM,), BOOL, "whether a dtype is a complex one"),
+    BuiltinInfo("is_signed", (ENUM,), BOOL,
+                "whether a dtype holds negative numbers (floats and signed integers)"),
+    BuiltinInfo("bits", (ENUM,), SCALAR,
+                "how many bits one element of a dtype takes: 16 for float16 and bfloat16, 8 "
+                "for bool", True),
     BuiltinInfo("is_tensor", (ANY,), BOOL, "whether a value is a tensor"),
     BuiltinInfo("is_literal", (ANY,), BOOL,
                 "whether a value is a literal (a number, a string, None...), not a node"),

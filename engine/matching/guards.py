@@ -139,6 +139,14 @@ def _broadcasts_to(context, value, target):
     return verdict
 
 
+def _of_dtype(read):
+    """A built-in of a dtype: UNKNOWN for anything else (a layout, a value not known)."""
+    def builtin(context, dtype):
+        return read(dtype) if isinstance(dtype, torch.dtype) else UNKNOWN
+
+    return builtin
+
+
 def _is_tensor(context, value):
     if isinstance(value, torch.fx.Node):
         value = recorded(value)
@@ -201,6 +209,10 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "rank": _of_tensor(lambda t: t.dim()),
     "numel": _of_tensor(lambda t: t.numel()),
     "device": _of_tensor(lambda t: t.device.type),
+    "is_floating": _of_dtype(lambda dtype: dtype.is_floating_point),
+    "is_complex": _of_dtype(lambda dtype: dtype.is_complex),
+    "is_signed": _of_dtype(lambda dtype: dtype.is_signed),
+    "bits": _of_dtype(lambda dtype: dtype.itemsize * 8),
     "is_tensor": _is_tensor,
     "is_literal": _is_literal,
     "users": lambda context, value: len(value.users) if isinstance(value, torch.fx.Node)

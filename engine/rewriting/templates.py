@@ -124,6 +124,11 @@ class TemplatePlanner:
         """A built-in's value where the rule applies: a number, a list, a dtype; a size that is
         symbolic becomes a `sym_size` node, so that it stays symbolic in the graph."""
         node = self._value(call.args[0])
+        if call.name == "bits":  # of a dtype
+            if not isinstance(node, torch.dtype):
+                raise self._error(call.span, f"`bits` needs a dtype; `{_format(node)}` is not "
+                                             "one here")
+            return node.itemsize * 8
         tensor = recorded(node) if isinstance(node, torch.fx.Node) else MISSING
         if not isinstance(tensor, torch.Tensor):
             raise self._error(call.span, f"`{call.name}` needs a tensor; `{_format(node)}` is "

@@ -261,7 +261,10 @@ class ActionChecker(RuleChecks):
 def _as_value(arg, scope):
     """The template part as a value to compute (`ast.Builtin`, `ast.Index`), or None."""
     if isinstance(arg, ast.Call) and arg.callee in BUILTINS and arg.callee not in scope.names:
-        return ast.Builtin(arg.span, arg.callee, arg.args, arg.callee_span)
+        # its arguments are values too: `bits(dtype($x))`, `size($x, rank($x) - 1)`
+        return ast.Builtin(arg.span, arg.callee,
+                           tuple(_as_value(part, scope) or part for part in arg.args),
+                           arg.callee_span)
     if isinstance(arg, ast.Index):
         inner = _as_value(arg.value, scope) or arg.value
         return ast.Index(arg.span, inner, _as_value(arg.index, scope) or arg.index)
