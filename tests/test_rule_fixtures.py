@@ -255,3 +255,30 @@ def test_a_fixture_that_is_not_utf8_is_told_at_its_first_bad_byte(tmp_path):
     with pytest.raises(FixtureError) as caught:
         read_fixture(latin)
     assert str(caught.value).startswith(f"{latin}:1:16: error: the file is not UTF-8 text")
+
+
+def test_a_graph_that_does_not_parse_is_told_at_the_fixture_s_own_line(tmp_path):
+    broken = tmp_path / "broken.fxt"
+    broken.write_text("# Two cases; the second's input and the first's expected graph are wrong.\n"
+                      "\n"
+                      "# --- case: the expected graph misspells an op\n"
+                      "def forward(x: f32[4]):\n"
+                      "    add: f32[4] = aten.add.Tensor(x, x)\n"
+                      "    return (add,)\n"
+                      "# --- expect\n"
+                      "\n"
+                      "def forward(x: f32[4]):\n"
+                      "    add: f32[4] = aten.add.Tensr(x, x)\n"
+                      "    return (add,)\n"
+                      "\n"
+                      "# --- case: the input misspells a type, after a blank line\n"
+                      "\n"
+                      "def forward(x: f32[4]):\n"
+                      "    add: f99[4] = aten.add.Tensor(x, x)\n"
+                      "    return (add,)\n"
+                      "# --- expect: unchanged\n")
+    result = engine_test("rules/algebra.rw", str(broken))
+    assert result.returncode == 1, result.stderr
+    assert f"{broken}:10:19: error: `torch.ops.aten.add` has no overload `Tensr`" in result.stdout
+    assert f"{broken}:16:10: error: " in result.stdout
+    assert "0 passed, 2 failed" in result.stdout

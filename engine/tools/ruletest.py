@@ -68,6 +68,8 @@ class Case:
     line: int  # of its `# --- case:` line
     source: str
     expect: str | None = None  # a graph text; None: unchanged
+    source_line: int = 0  # the line of the file `source` begins at (0: the one after `line`)
+    expect_line: int = 0  # the line of the file `expect` begins at
     error: str | None = None  # the GraphError expected, for `expect: error`
     report: list[str] | None = None
     run: bool = True
@@ -105,12 +107,15 @@ def read_fixture(path: Path) -> Fixture:
     fixture = Fixture(path, text[:marks[0].start()] if marks else text)
     for index, mark in enumerate(marks):
         body = text[mark.end():marks[index + 1].start() if index + 1 < len(marks) else len(text)]
+        # The line of the file the section's text begins at (past the blank lines it strips).
+        begins = text.count("\n", 0, mark.end()) + 1 + (len(body) - len(body.lstrip("\n")))
         body, comments = _split_comments(body)
         directive = mark.group(1)
         line = text.count("\n", 0, mark.start()) + 1
         section = directive.split(":")[0]
         if directive.startswith("case: "):
-            fixture.cases.append(Case(directive[6:].strip(), line, body + "\n"))
+            fixture.cases.append(Case(directive[6:].strip(), line, body + "\n",
+                                      source_line=begins))
         elif not fixture.cases:
             raise FixtureError(f"{path}:{line}: `# --- {directive}` before any `# --- case:`")
         case = fixture.cases[-1]
@@ -119,7 +124,7 @@ def read_fixture(path: Path) -> Fixture:
         if section == "case":
             continue
         if directive == "expect":
-            case.expect = body + "\n"
+            case.expect, case.expect_line = body + "\n", begins
         elif directive == "expect: unchanged":
             case.expect = None
         elif directive == "expect: error":
@@ -145,7 +150,8 @@ def _split_comments(body: str) -> tuple[str, str]:
 def run_case(rules, fixture: Path, case: Case) -> Outcome:
     where = f"{fixture}:{case.line}"
     try:
-        gm = parse_graph(case.source, f"{fixture} (case at line {case.line})")
+        gm = parse_graph(_at_its_line(case.source, case.source_line or case.line + 1),
+                         str(fixture))
     except GraphTextError as error:
         return Outcome(fixture, case, [f"{where}: the input does not parse:\n{error}"])
     try:
@@ -165,9 +171,11 @@ def run_case(rules, fixture: Path, case: Case) -> Outcome:
     if case.error is not None:
         outcome.problems.append(f"{where}: expected an error, the rules rewrote it")
         return outcome
-    expected_text = case.expect if case.expect is not None else case.source
+    expected_text, expected_line = ((case.expect, case.expect_line) if case.expect is not None
+                                    else (case.source, case.source_line))
     try:
-        expected = parse_graph(expected_text, f"{fixture} (expected at line {case.line})")
+        expected = parse_graph(_at_its_line(expected_text, expected_line or case.line + 1),
+                               str(fixture))
     except GraphTextError as error:
         outcome.problems.append(f"{where}: the expected graph does not parse:\n{error}")
         return outcome
@@ -189,6 +197,12 @@ def run_case(rules, fixture: Path, case: Case) -> Outcome:
     return outcome
 
 
+def _at_its_line(text: str, line: int) -> str:
+    """A section's graph text, put at the line of the fixture it begins at: its mistakes are
+    told at the fixture's own lines (blank lines are nothing to graph text)."""
+    return "\n" * (line - 1) + text
+
+
 def _input_too_large(fixture: Path, case: Case, gm: torch.fx.GraphModule) -> str | None:
     """Where the case's graph asks for an input too large to make (`f32[s0*s0*...*s0]` at
     the hint), before any is allocated."""
@@ -198,7 +212,7 @@ def _input_too_large(fixture: Path, case: Case, gm: torch.fx.GraphModule) -> str
             continue
         written = re.search(rf"\b{re.escape(node.name)}\s*:", case.source)
         offset = written.start() if written else 0
-        line = case.line + case.source.count("\n", 0, offset) + 1
+        line = (case.source_line or case.line + 1) + case.source.count("\n", 0, offset)
         column = offset - (case.source.rfind("\n", 0, offset) + 1) + 1
         return (f"{fixture}:{line}:{column}: the input `{node.name}` would have {elements} "
                 f"elements; a case runs on inputs of at most {MAX_INPUT_ELEMENTS}: make it "
