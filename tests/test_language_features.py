@@ -28,7 +28,7 @@ def test_the_feature_fixtures_pass_through_engine_test():
                              "tests/language/fixtures"], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().splitlines()[-1] == "22 passed, 0 failed"
+    assert result.stdout.rstrip().splitlines()[-1] == "25 passed, 0 failed"
 
 
 def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used():
@@ -39,7 +39,7 @@ def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used
     assert [s.name for s in definitions] == ["transposed_last"]
     uses = [o for o in result.symbols.occurrences_of(definitions[0]) if not o.defines]
     assert [(Path(o.span.source.path).name, o.span.line) for o in uses] == [
-        ("features.rw", 19), ("features.rw", 45)]
+        ("features.rw", 20), ("features.rw", 46)]
 
 
 RULES = """
@@ -119,3 +119,21 @@ def test_a_builtin_inside_another_in_a_template():
     out, _ = rules.apply(gm)
     assert [(n.target, n.args[1:]) for n in out.graph.nodes if n.op == "call_function"] == [
         (torch.ops.aten.mul.Tensor, (2,))]
+
+
+def test_without_shared_a_named_pattern_s_node_used_outside_keeps_the_match_out():
+    text = (REPO / "tests" / "language" / "features.rw").read_text()
+    assert "match relu(shared doubled($a))" in text
+    plain = engine.rules_from_text(text.replace("relu(shared doubled($a))", "relu(doubled($a))"),
+                                   str(REPO / "tests" / "language" / "features.rw"))
+    shared = engine.load_rules(REPO / "tests" / "language" / "features.rw")
+    graph = ("def forward(x: f32[4]):\n"
+             "    add: f32[4] = aten.add.Tensor(x, x)\n"
+             "    relu: f32[4] = aten.relu.default(add)\n"
+             "    return (relu, add)\n")
+    targets = {name: [n.target for n in rules.apply(engine.parse_graph(graph))[0].graph.nodes
+                      if n.op == "call_function"]
+               for name, rules in (("plain", plain), ("shared", shared))}
+    assert targets == {"plain": [torch.ops.aten.add.Tensor, torch.ops.aten.relu.default],
+                       "shared": [torch.ops.aten.add.Tensor, torch.ops.aten.relu.default,
+                                  torch.ops.aten.mul.Tensor]}

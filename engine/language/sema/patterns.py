@@ -76,6 +76,15 @@ class PatternChecker(RuleChecks):
         commutative = isinstance(expr, ast.Commutative)
         if commutative:
             expr = expr.call
+        if shared and isinstance(expr, ast.Call) and not expr.optional and self._uses_pattern(
+                expr):  # `shared name(...)`: the node the body's root call matches
+            expanded = self.use_of_pattern(expr)
+            made = _shared(expanded)
+            if made is None:
+                self.error(expr.span, f"`shared` applies to a call; pattern `{expr.callee}` "
+                                      "matches no call of its own")
+                return expanded
+            return made
         if isinstance(expr, ast.Call) and (expr.optional or self._uses_pattern(expr)):
             thing = "an optional call" if expr.optional else "a named pattern"
             what = ("`shared`" if shared else "`commutative`" if commutative
@@ -351,3 +360,20 @@ def _uses(pattern, names: set[str]) -> bool:
     """Does the pattern refer to any of these already-bound variables?"""
     return any(name in names
                for name in checked.variables(pattern, (checked.Same, checked.SameRest)))
+
+
+def _shared(pattern) -> checked.ArgPattern | None:
+    """A named pattern's expansion with the call its body's root matches marked `shared` (in
+    each alternative, and under `$x = ...`); None when the body's root is no call at all."""
+    if isinstance(pattern, checked.NodePattern):
+        return dataclasses.replace(pattern, shared=True)
+    if isinstance(pattern, checked.BindNode):
+        inner = _shared(pattern.pattern)
+        return None if inner is None else dataclasses.replace(pattern, pattern=inner)
+    if isinstance(pattern, checked.OneOf):
+        options = [_shared(option) for option in pattern.options]
+        if all(option is None for option in options):
+            return None
+        return dataclasses.replace(pattern, options=tuple(
+            option if made is None else made for option, made in zip(pattern.options, options)))
+    return None
