@@ -28,7 +28,7 @@ def test_the_feature_fixtures_pass_through_engine_test():
                              "tests/language/fixtures"], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().splitlines()[-1] == "25 passed, 0 failed"
+    assert result.stdout.rstrip().splitlines()[-1] == "30 passed, 0 failed"
 
 
 def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used():
@@ -39,7 +39,7 @@ def test_a_named_pattern_is_defined_in_its_file_and_referred_to_where_it_is_used
     assert [s.name for s in definitions] == ["transposed_last"]
     uses = [o for o in result.symbols.occurrences_of(definitions[0]) if not o.defines]
     assert [(Path(o.span.source.path).name, o.span.line) for o in uses] == [
-        ("features.rw", 20), ("features.rw", 46)]
+        ("features.rw", 21), ("features.rw", 47)]
 
 
 RULES = """
@@ -137,3 +137,22 @@ def test_without_shared_a_named_pattern_s_node_used_outside_keeps_the_match_out(
     assert targets == {"plain": [torch.ops.aten.add.Tensor, torch.ops.aten.relu.default],
                        "shared": [torch.ops.aten.add.Tensor, torch.ops.aten.relu.default,
                                   torch.ops.aten.mul.Tensor]}
+
+
+def test_a_quantifier_is_decided_by_one_item_and_else_unknown_with_an_unknown_item():
+    from engine.language import checked
+    from engine.language.diagnostics import Source, Span
+    from engine.matching.guards import Context, truth
+
+    span = Span(Source("<test>", ""), 1, 1, 1, 1)
+    item = checked.Value("v", span)
+    positive = checked.Guard(">", item, checked.Const(0, span), span)  # `"a" > 0` is unknown
+
+    def quantified(every: bool, values):
+        return truth(checked.Every(every, "v", checked.Const(values, span), positive, span), {},
+                     Context(ambient_grad=True))
+
+    assert [quantified(True, values) for values in ([1, 2], [1, -1], [], ["a", -1], ["a", 1],
+                                                     7)] == [True, False, True, False, None, None]
+    assert [quantified(False, values) for values in ([-1, 2], [-1], [], ["a", 1], ["a", -1])] == [
+        True, False, False, True, None]

@@ -147,7 +147,7 @@ RULE_SAMPLE = """\
 include "other.rw"
 use torch.ops.aten.add.Tensor as add
 pattern twice($x) = add($x, $x) | shared mul($x, 2)
-condition small($x) = rank($x) < 3
+condition small($x) = rank($x) < 3 and all($s > 0 for $s in shape($x))
 rule sample:
     match $e = enter(*$mode) ... exit($e)
     where not is_tensor($x) and dtype($x) in (float16, bfloat16) or $x not in (1, 2)

@@ -273,6 +273,19 @@ class Not:
     item: "Condition"
 
 
+@dataclass(frozen=True)
+class Quantified:
+    """`all(body for $v in values)` or `any(...)`: the body tested with `$v` each item of a
+    list. Written where a value may stand; it is a condition."""
+
+    span: Span
+    name: str  # as written: the checker wants `all` or `any`
+    name_span: Span
+    body: "Condition"
+    var: Var
+    values: Operand
+
+
 Condition = Union[Guard, Membership, Truth, AllOf, AnyOf, Not]
 
 

@@ -366,7 +366,19 @@ class Named:
     span: Span  # the use
 
 
-Condition = Union[Guard, Member, Test, AllOf, AnyOf, Not, Named]
+@dataclass(frozen=True)
+class Every:
+    """`all(body for $v in values)` (`every`) or `any(...)`: `body` holds for each item of the
+    list (for one); `var` is bound to the item while `body` is tested."""
+
+    every: bool  # all; else any
+    var: str
+    values: Operand
+    body: "Condition"
+    span: Span
+
+
+Condition = Union[Guard, Member, Test, AllOf, AnyOf, Not, Named, Every]
 
 
 # --- actions -------------------------------------------------------------------------------

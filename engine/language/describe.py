@@ -131,6 +131,9 @@ def describe_condition(condition, within: str = "") -> str:
         return f"not {describe_condition(condition.item, 'not')}"
     if isinstance(condition, checked.Named):
         return f"{condition.name}({', '.join(_operand(arg) for arg in condition.args)})"
+    if isinstance(condition, checked.Every):
+        return (f"{'all' if condition.every else 'any'}({describe_condition(condition.body)} "
+                f"for ${condition.var} in {_operand(condition.values)})")
     if isinstance(condition, checked.Test):
         return _operand(condition.value)
     if isinstance(condition, checked.Member):

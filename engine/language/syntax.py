@@ -296,6 +296,12 @@ class _ToAst(Transformer):
         return ast.Builtin(self.span(meta), str(name), tuple(a for a in args if a is not None),
                            _span(self.source, name))
 
+    def quantified(self, meta, children):
+        name, body, var, values = children
+        return ast.Quantified(self.span(meta), str(name), _span(self.source, name),
+                              self._condition(body), ast.Var(_span(self.source, var), var[1:]),
+                              values)
+
     def arithmetic(self, meta, children):
         left, op, right = children
         return ast.Arithmetic(self.span(meta), str(op), left, right)

@@ -275,12 +275,30 @@ def truth(condition, bindings: dict, context: Context) -> bool | None:
         return result if result is None or not condition.negated else not result
     if isinstance(condition, checked.Named):
         return truth(condition.body, bindings, context)
+    if isinstance(condition, checked.Every):
+        return _every(condition, bindings, context)
     left = operand_value(condition.left, bindings, context)
     right = operand_value(condition.right, bindings, context)
     if condition.op in ("==", "!="):
         equal = _equal(left, right)
         return equal if equal is None or condition.op == "==" else not equal
     return _order(condition.op, left, right)
+
+
+def _every(condition: checked.Every, bindings: dict, context: Context) -> bool | None:
+    """`all(...)`: False at the first item it fails for, True if it holds for each (an empty
+    list too); `any(...)`: the dual. A list that cannot be read is unknown."""
+    values = operand_value(condition.values, bindings, context)
+    if not isinstance(values, (list, tuple)):
+        return None
+    decided, result = not condition.every, condition.every
+    for item in values:
+        value = truth(condition.body, {**bindings, condition.var: item}, context)
+        if value is decided:
+            return decided
+        if value is None:
+            result = None
+    return result
 
 
 def _as_truth(value) -> bool | None:

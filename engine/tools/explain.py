@@ -251,24 +251,38 @@ def _later_root(rule, node, path, bindings) -> Explanation:
 
 # --- conditions --------------------------------------------------------------------------------
 def _guard(rule, node, path, guard, bindings, context, progress) -> Explanation:
-    leaf, within = _failing_leaf(guard, bindings, context)
-    inside = "".join(f"in condition `{describe_condition(named)}`: " for named in within)
+    leaf, within, seen = _failing_leaf(guard, bindings, context)
+    inside = "".join(f"in {_inside(part, seen)}: " for part in within)
     return _explanation(rule, node, path, False, GUARD,
                         f"the condition does not hold: {inside}"
-                        f"{_with_values(leaf, bindings, context)}",
+                        f"{_with_values(leaf, seen, context)}",
                         leaf.span, bindings, progress)
 
 
 def _failing_leaf(condition, bindings, context, within=()):
-    """The innermost part of a condition that makes it fail, and the named conditions (uses,
-    outermost first) it is inside."""
+    """The innermost part of a condition that makes it fail, the named conditions and
+    quantifiers (outermost first) it is inside, and the bindings it fails with (a
+    quantifier's variable bound to the item it fails for)."""
     if isinstance(condition, checked.Named):
         return _failing_leaf(condition.body, bindings, context, (*within, condition))
     if isinstance(condition, checked.AllOf):
         return _failing_leaf(next(item for item in condition.items
                                   if truth(item, bindings, context) is not True),
                              bindings, context, within)
-    return condition, within
+    if isinstance(condition, checked.Every) and condition.every:
+        values = operand_value(condition.values, bindings, context)
+        for item in values if isinstance(values, (list, tuple)) else ():
+            bound = {**bindings, condition.var: item}
+            if truth(condition.body, bound, context) is not True:
+                return _failing_leaf(condition.body, bound, context, (*within, condition))
+    return condition, within, bindings
+
+
+def _inside(part, bindings) -> str:
+    if isinstance(part, checked.Every):
+        return (f"`{describe_condition(part)}`, for ${part.var} = "
+                f"{_shown(bindings[part.var])}")
+    return f"condition `{describe_condition(part)}`"
 
 
 def _with_values(condition, bindings, context) -> str:

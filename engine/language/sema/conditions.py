@@ -25,6 +25,7 @@ from .scope import BUILTIN_SYMBOLS, RuleChecks, Variables
 from .subpatterns import Expansion, Substituted
 
 _ORDERING = ("<", "<=", ">", ">=")
+QUANTIFIERS = ("all", "any")
 
 
 class ConditionChecker(RuleChecks):
@@ -32,6 +33,8 @@ class ConditionChecker(RuleChecks):
         if isinstance(condition, ast.Truth) and isinstance(condition.value, ast.Builtin) and (
                 condition.value.name in self.reporter.conditions):
             return self.use_of_condition(condition.value)
+        if isinstance(condition, ast.Truth) and isinstance(condition.value, ast.Quantified):
+            return self.quantified(condition.value)
         if isinstance(condition, ast.AllOf):
             return checked.AllOf(tuple(map(self.condition, condition.items)), condition.span)
         if isinstance(condition, ast.AnyOf):
@@ -95,12 +98,41 @@ class ConditionChecker(RuleChecks):
             self.reporter.expansions.pop()
         return checked.Named(call.name, args, body, call.span)
 
+    # --- quantifiers ----------------------------------------------------------------------------
+    def quantified(self, quantified: ast.Quantified) -> checked.Every:
+        """`all(test for $v in list)`, `any(...)`: the test checked with `$v` bound to an item
+        (a number for the items of `shape(...)`), `$v` seen only inside it."""
+        name, var = quantified.name, quantified.var
+        if name not in QUANTIFIERS:
+            self.error(quantified.name_span, f"`{name}(... for ${var.name} in ...)` tests the "
+                                             "items of a list with `all` or `any`"
+                       + did_you_mean(name, QUANTIFIERS, "`{}`"))
+        values, kind = self.operand(quantified.values)
+        self._expect(quantified.values, kind, LIST, f"`{name}` goes through a list")
+        scoped = self.variables.fork()
+        scoped.value_kinds = dict(self.variables.value_kinds)
+        if var.name in self.variables:  # the test is not checked: it would read the other
+            self.error(var.span, f"`${var.name}` is bound already; `{name}(...)` needs a "
+                                 "variable of its own for the items",
+                       Note(self.variables.bound[var.name].span, "bound here"))
+            return checked.Every(name != "any", var.name, values,
+                                 checked.AllOf((), quantified.span), quantified.span)
+        scoped.in_pattern(var, "value")
+        if isinstance(quantified.values, ast.Builtin) and quantified.values.name == "shape":
+            scoped.value_kinds[var.name] = SCALAR
+        body = ConditionChecker(self.reporter, self.scope, scoped).condition(quantified.body)
+        return checked.Every(name != "any", var.name, values, body, quantified.span)
+
     # --- values --------------------------------------------------------------------------------
     def operand(self, operand) -> tuple[checked.Operand, str | None]:
         """The checked value and its kind (None: the rule cannot tell)."""
         if isinstance(operand, Substituted):  # a named condition's value, from its use
             return ConditionChecker(self.reporter, operand.scope, self.variables).operand(
                 operand.inner)
+        if isinstance(operand, ast.Quantified):
+            self.error(operand.span, f"`{operand.name}(... for ...)` is a condition: it stands "
+                                     "where a condition goes, not as a value")
+            return checked.Const(None, operand.span), None
         if isinstance(operand, ast.Builtin) and operand.name in self.reporter.conditions:
             self.reporter.symbols.refer(name_span(operand),
                                         self.reporter.conditions[operand.name].symbol)

@@ -16,6 +16,7 @@ at its uses (they would repeat them).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .. import ast
@@ -78,8 +79,20 @@ def define_conditions(reporter, files_and_scopes) -> dict[str, ConditionDefiniti
 def free_variables(definition: ConditionDefinition) -> list[ast.Var]:
     """The variables of the body that are none of its parameters (a mistake: a condition
     reads only what its uses give it)."""
-    return [var for var, _ in variables_of(definition.condition.body)
-            if var.name not in definition.parameters]
+    body = definition.condition.body
+    local = {var.name for var in _quantified_variables(body)}  # `all(... for $v in ...)`
+    return [var for var, _ in variables_of(body)
+            if var.name not in definition.parameters and var.name not in local]
+
+
+def _quantified_variables(node):
+    if isinstance(node, ast.Quantified):
+        yield node.var
+    if dataclasses.is_dataclass(node) and not isinstance(node, Span):
+        for item in dataclasses.fields(node):
+            value = getattr(node, item.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                yield from _quantified_variables(child)
 
 
 def unused_parameters(definition: ConditionDefinition) -> list[ast.Var]:
