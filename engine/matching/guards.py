@@ -246,23 +246,9 @@ def truth(condition, bindings: dict, context: Context) -> bool | None:
     """True, False, or None where a value it reads is unknown (three-valued: `not`, `and`,
     `or` keep an unknown unknown, and only True makes a rule apply)."""
     if isinstance(condition, checked.AllOf):  # one False decides, whatever the rest are
-        result = True
-        for item in condition.items:
-            value = truth(item, bindings, context)
-            if value is False:
-                return False
-            if value is None:
-                result = None
-        return result
+        return _decided((truth(item, bindings, context) for item in condition.items), False)
     if isinstance(condition, checked.AnyOf):  # one True decides
-        result = False
-        for item in condition.items:
-            value = truth(item, bindings, context)
-            if value is True:
-                return True
-            if value is None:
-                result = None
-        return result
+        return _decided((truth(item, bindings, context) for item in condition.items), True)
     if isinstance(condition, checked.Not):
         value = truth(condition.item, bindings, context)
         return None if value is None else not value
@@ -291,11 +277,17 @@ def _every(condition: checked.Every, bindings: dict, context: Context) -> bool |
     values = operand_value(condition.values, bindings, context)
     if not isinstance(values, (list, tuple)):
         return None
-    decided, result = not condition.every, condition.every
-    for item in values:
-        value = truth(condition.body, {**bindings, condition.var: item}, context)
-        if value is decided:
-            return decided
+    return _decided((truth(condition.body, {**bindings, condition.var: item}, context)
+                     for item in values), not condition.every)
+
+
+def _decided(values, decisive: bool) -> bool | None:
+    """Three-valued `and` (decisive False) or `or` (decisive True) of lazily made truths: the
+    first decisive one decides, and the rest are not made; else unknown if one was unknown."""
+    result = not decisive
+    for value in values:
+        if value is decisive:
+            return decisive
         if value is None:
             result = None
     return result
