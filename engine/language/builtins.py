@@ -82,6 +82,12 @@ BUILTINS: dict[str, BuiltinInfo] = {info.name: info for info in (
     BuiltinInfo("is_literal", (ANY,), BOOL,
                 "whether a value is a literal (a number, a string, None...), not a node"),
     BuiltinInfo("users", (ANY,), SCALAR, "how many nodes use a node"),
+    BuiltinInfo("user_nodes", (ANY,), LIST,
+                "the nodes that use a node (the graph's output among them, if it returns the "
+                "node), for a quantifier: `all(is_pointwise(op($u)) for $u in user_nodes($x))`"),
+    BuiltinInfo("op", (ANY,), OP,
+                "the op a node calls, as `$f` of a `$f(...)` pattern holds it (`output` for "
+                "the graph's output)"),
     BuiltinInfo("is_pointwise", (OP,), BOOL,
                 "whether an op (`$f` of a `$f(...)` pattern) is tagged pointwise"),
     BuiltinInfo("is_view", (OP,), BOOL, "whether an op returns a view of an input"),

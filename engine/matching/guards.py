@@ -217,6 +217,10 @@ EVALUATORS: dict[str, Callable[..., object]] = {
     "is_literal": _is_literal,
     "users": lambda context, value: len(value.users) if isinstance(value, torch.fx.Node)
     else UNKNOWN,
+    "user_nodes": lambda context, value: list(value.users)
+    if isinstance(value, torch.fx.Node) else UNKNOWN,
+    "op": lambda context, value: value.target if isinstance(value, torch.fx.Node)
+    else UNKNOWN,
     "is_pointwise": lambda context, op: torch.Tag.pointwise in op.tags
     if isinstance(op, OpOverload) else False,
     "is_view": lambda context, op: bool(op.is_view) if isinstance(op, OpOverload) else False,
