@@ -472,6 +472,9 @@ def test_a_named_condition_is_hovered_gone_to_completed_and_listed(editor, tmp_p
     assert (condition.kind, condition.detail) == (types.CompletionItemKind.Interface,
                                                   "condition")
     assert {"$x", "$y", "rank"} <= set(labels(items))
+    # in a condition's body, its parameters and the built-ins
+    body = editor.completion(path, position(CONDITIONS, "rank($a)"))
+    assert {"$a", "$b", "rank", "same_rank"} <= set(labels(body))
     # and not in a pattern, where a condition cannot stand
     pattern = editor.completion(path, position(CONDITIONS, "add($x", offset=4))
     assert "same_rank" not in labels(pattern) and "add" in labels(pattern)
