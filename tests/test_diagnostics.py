@@ -123,3 +123,24 @@ def test_a_long_line_shows_the_part_about_the_caret(tmp_path):
     line = path.read_text().splitlines()[0]
     start = caught.value.diagnostics[0].span.column - 1
     assert quoted[column:column + 8] == line[start:start + 8]
+
+
+@pytest.mark.parametrize("kind", ["pattern", "condition"])
+def test_uses_nested_past_the_bound_are_told_once_at_the_use(tmp_path, kind):
+    """A chain of 150 named patterns (or conditions), each using the one before: the checker
+    expands at most 100 inside one another (a chain of 400 was a RecursionError), and tells it
+    once, at the use that would go deeper, however many definitions reach it."""
+    lines = ["use torch.ops.aten.relu.default as relu",
+             "pattern p0($x) = relu($x)" if kind == "pattern" else "condition p0($x) = rank($x) == 2"]
+    lines += [f"{kind} p{i}($x) = p{i - 1}($x)" for i in range(1, 150)]
+    lines += ["rule r:", "    match relu(p149($x))" if kind == "pattern" else "    match relu($x)"]
+    lines += [] if kind == "pattern" else ["    where p149($x)"]
+    lines += ["    replace with $x"]
+    path = tmp_path / "chain.rw"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(engine.RuleError) as caught:
+        engine.load_rules(path)
+    (only,) = caught.value.diagnostics
+    assert only.message == ("named patterns and conditions are used inside one another more "
+                            "than 100 deep here")
+    assert only.span.source.line(only.span.line).startswith(f"{kind} p")

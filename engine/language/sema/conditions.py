@@ -85,17 +85,23 @@ class ConditionChecker(RuleChecks):
             self.error(call.span, f"condition `{call.name}` uses itself; a condition is a test "
                                   "of fixed size, expanded where it is used")
             return checked.Named(call.name, args, nothing, call.span)
-        if definition.state == UNCHECKED:
-            check_condition_definition(self.reporter, definition)
-        if definition.state == BROKEN:  # its mistakes are reported at it, once
+        if self.reporter.too_deep(call.span):
             return checked.Named(call.name, args, nothing, call.span)
-        self.reporter.expansions.append(Expansion(call.name, call.span,
-                                                  definition.condition.span, "condition"))
+        self.reporter.depth += 1
         try:
-            body = ConditionChecker(self.reporter, definition.scope, self.variables).condition(
-                expand(definition, call, self.scope))
+            if definition.state == UNCHECKED:  # a condition defined further on, used here
+                check_condition_definition(self.reporter, definition)
+            if definition.state == BROKEN:  # its mistakes are reported at it, once
+                return checked.Named(call.name, args, nothing, call.span)
+            self.reporter.expansions.append(Expansion(call.name, call.span,
+                                                      definition.condition.span, "condition"))
+            try:
+                body = ConditionChecker(self.reporter, definition.scope, self.variables
+                                        ).condition(expand(definition, call, self.scope))
+            finally:
+                self.reporter.expansions.pop()
         finally:
-            self.reporter.expansions.pop()
+            self.reporter.depth -= 1
         return checked.Named(call.name, args, body, call.span)
 
     # --- quantifiers ----------------------------------------------------------------------------

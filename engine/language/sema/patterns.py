@@ -253,17 +253,20 @@ class PatternChecker(RuleChecks):
         elif any(e.name == call.callee for e in self.reporter.expansions):
             self.error(call.span, f"pattern `{call.callee}` uses itself; a pattern matches a "
                                   "fixed shape of graph")
-        else:
+        elif not self.reporter.too_deep(call.span):
             body = expand(definition, call, self.scope, self.variables.expansion(call.callee))
             self.reporter.expansions.append(Expansion(call.callee, call.span,
                                                       definition.pattern.span))
+            self.reporter.depth += 1
             try:
                 return PatternChecker(self.reporter, definition.scope,
                                       self.variables).arg_pattern(body, marker=False)
             finally:
                 self.reporter.expansions.pop()
+                self.reporter.depth -= 1
         for arg in call.args:  # bound all the same: no knock-on errors
-            arg = arg.inner if isinstance(arg, Substituted) else arg
+            while isinstance(arg, Substituted):  # given through uses inside one another
+                arg = arg.inner
             if isinstance(arg, ast.Var):
                 self.variables.in_pattern(arg, "value")
         return checked.NodePattern("call_function", None, (), checked.AnyRest(), (), call.span)

@@ -27,6 +27,8 @@ KIND_WORDS = {
     "constant": "a constant",
 }
 
+MAX_NESTING = 100  # uses of named patterns and conditions, one inside another
+
 # The symbols of the built-ins: no file defines them, every file may refer to them.
 BUILTIN_SYMBOLS = {name: Symbol(BUILTIN, name, None, info) for name, info in BUILTINS.items()}
 
@@ -45,7 +47,21 @@ class Reporter:
     expansions: list = field(default_factory=list)
     # The named conditions of every file (`named_conditions.ConditionDefinition`).
     conditions: dict = field(default_factory=dict)
+    # How deep named patterns and conditions are being expanded (or checked) inside one another.
+    depth: int = 0
+    told_too_deep: bool = False
     _reported: set = field(default_factory=set)
+
+    def too_deep(self, span: Span) -> bool:
+        """Is a use here one more than MAX_NESTING deep? Then it is told here and not expanded
+        (each level costs the checker's stack: a chain of 400 was a RecursionError)."""
+        if self.depth < MAX_NESTING:
+            return False
+        if not self.told_too_deep:  # once: every definition of a long chain reaches it
+            self.told_too_deep = True
+            self.error(span, "named patterns and conditions are used inside one another more "
+                             f"than {MAX_NESTING} deep here")
+        return True
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         """A diagnostic; inside a sub-pattern's body, with a note at each use that reaches
