@@ -73,26 +73,27 @@ class ConditionChecker(RuleChecks):
         self.reporter.symbols.refer(name_span(call), definition.symbol)
         args = tuple(self.operand(arg)[0] for arg in call.args)
         params = definition.condition.params
-        nothing = checked.AllOf((), call.span)  # in place of a body that cannot be checked
+        # In place of a body that cannot be checked (its mistakes are told already).
+        unchecked = checked.Named(call.name, args, checked.AllOf((), call.span), call.span)
         if len(call.args) != len(params):
             names = ", ".join(f"${param.name}" for param in params)
             self.error(call.span, f"condition `{call.name}` takes {len(params)} value"
                                   f"{'s' if len(params) != 1 else ''} ({names}), not "
                                   f"{len(call.args)}",
                        Note(definition.condition.name_span, "defined here"))
-            return checked.Named(call.name, args, nothing, call.span)
+            return unchecked
         if definition.state == CHECKING:
             self.error(call.span, f"condition `{call.name}` uses itself; a condition is a test "
                                   "of fixed size, expanded where it is used")
-            return checked.Named(call.name, args, nothing, call.span)
+            return unchecked
         if self.reporter.too_deep(call.span):
-            return checked.Named(call.name, args, nothing, call.span)
+            return unchecked
         self.reporter.depth += 1
         try:
             if definition.state == UNCHECKED:  # a condition defined further on, used here
                 check_condition_definition(self.reporter, definition)
             if definition.state == BROKEN:  # its mistakes are reported at it, once
-                return checked.Named(call.name, args, nothing, call.span)
+                return unchecked
             self.reporter.expansions.append(Expansion(call.name, call.span,
                                                       definition.condition.span, "condition"))
             try:

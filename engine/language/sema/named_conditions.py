@@ -16,7 +16,6 @@ at its uses (they would repeat them).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from .. import ast
@@ -24,7 +23,8 @@ from ..builtins import BUILTINS
 from ..diagnostics import Note, Span
 from ..suggest import did_you_mean
 from ..symbols import CONDITION, VARIABLE, Symbol
-from .subpatterns import Substituted, parameters_unused, substitute, variables_of
+from .subpatterns import (Substituted, children, parameters_unused, substitute,
+                          variables_of)
 
 UNCHECKED, CHECKING, SOUND, BROKEN = "unchecked", "checking", "sound", "broken"
 
@@ -88,11 +88,8 @@ def free_variables(definition: ConditionDefinition) -> list[ast.Var]:
 def _quantified_variables(node):
     if isinstance(node, ast.Quantified):
         yield node.var
-    if dataclasses.is_dataclass(node) and not isinstance(node, Span):
-        for item in dataclasses.fields(node):
-            value = getattr(node, item.name)
-            for child in value if isinstance(value, tuple) else (value,):
-                yield from _quantified_variables(child)
+    for child in children(node):
+        yield from _quantified_variables(child)
 
 
 def unused_parameters(definition: ConditionDefinition) -> list[ast.Var]:

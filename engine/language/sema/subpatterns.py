@@ -153,11 +153,11 @@ def _vars(node):
     else:
         if isinstance(node, ast.Call) and node.callee_is_var:
             yield ast.Var(node.callee_span, node.callee), False
-        for child in _children(node):
+        for child in children(node):
             yield from _vars(child)
 
 
-def _children(node):
+def children(node):
     """The AST nodes directly inside one (a Span is data, not a child)."""
     if not dataclasses.is_dataclass(node) or isinstance(node, Span):
         return
